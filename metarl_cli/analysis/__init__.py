@@ -1,0 +1,1 @@
+"""Analysis: robust statistics over evaluation results."""

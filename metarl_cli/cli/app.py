@@ -1,0 +1,97 @@
+"""The root `metarl` command: subcommand registration and the one place errors are mapped.
+
+Importing this module imports Typer, rich and pydantic but never JAX, so `metarl --help` and
+`metarl --version` are fast; each command imports the library lazily in its body.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from metarl_cli._version import __version__
+from metarl_cli.cli import bench as bench_cmd
+from metarl_cli.cli import envs as envs_cmd
+from metarl_cli.cli import evaluate as evaluate_cmd
+
+app = typer.Typer(
+    name="metarl",
+    help="Meta-learn reinforcement-learning algorithms in JAX (Goldie et al., RLC 2025).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"metarl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks for errors."),
+) -> None:
+    """metarl: one CLI for learned RL algorithms and the methods that learn them."""
+
+
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("envs")(envs_cmd.envs)
+app.command("bench")(bench_cmd.bench)
+
+
+def _verbose(argv: list[str]) -> bool:
+    return "--verbose" in argv or "-v" in argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app and maps user errors to one line and exit code 2."""
+    import click
+    from pydantic import ValidationError
+
+    from metarl_cli.errors import MetarlError
+    from metarl_cli.rl.parallel import expose_cpu_cores
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    expose_cpu_cores()  # before anything imports JAX
+    try:
+        result = app(args=argv, prog_name="metarl", standalone_mode=False)
+    except (MetarlError, ValidationError) as e:
+        if _verbose(argv):
+            raise
+        typer.echo(f"error: {one_line(e)}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def one_line(e: Exception) -> str:
+    """A single-line message for a user error (pydantic: the first failing field)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        errs = e.errors()
+        first = errs[0]
+        where = ".".join(str(p) for p in first["loc"]) or e.title
+        msg = first["msg"].removeprefix("Value error, ")
+        more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+        return f"invalid {where}: {msg}{more}"
+    return " ".join(str(e).split())
+
+
+def run() -> None:
+    """The `metarl` console script."""
+    sys.exit(main())

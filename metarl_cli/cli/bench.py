@@ -1,0 +1,56 @@
+"""`metarl bench`: env-steps/s and compile time against a same-run PureJaxRL-style baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metarl_cli.cli._output import err, out, print_json
+
+
+def bench(
+    scale: Annotated[
+        float, typer.Option(help="Multiply every case's budget (e.g. 0.1 for a quick check).")
+    ] = 1.0,
+    repeat: Annotated[int, typer.Option(help="Timed repetitions (best is kept).")] = 1,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write rows as JSON.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """CartPole (4 envs; 1 and 8 seeds) and Breakout (64 envs; 1 and 2 seeds)."""
+    from metarl_cli.errors import ConfigError
+    from metarl_cli.fsutil import atomic_write_text, check_writable
+
+    if scale <= 0 or repeat < 1:
+        raise ConfigError("--scale must be > 0 and --repeat at least 1")
+    if output is not None:
+        check_writable(output, force=force)
+    from metarl_cli.bench import run_bench
+
+    rows = run_bench(
+        scale, repeat, on_case=lambda e, s: err.print(f"benchmarking {e}, {s} seed(s)")
+    )
+    if output is not None:
+        atomic_write_text(output, json.dumps(rows, indent=2) + "\n", force=force)
+    if json_:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="metarl vs PureJaxRL-style jit(vmap(train)) on one device, same run")
+    for col in ("env", "seeds", "devices", "base steps/s", "metarl steps/s", "speedup",
+                "base compile s", "metarl compile s"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "env" else "right")
+    for r in rows:
+        table.add_row(
+            r["env_id"], str(r["seeds"]), str(r["devices"]),
+            f"{r['baseline_steps_per_s']:,.0f}", f"{r['metarl_steps_per_s']:,.0f}",
+            f"{r['speedup']:.2f}x", f"{r['baseline_compile_s']:.1f}",
+            f"{r['metarl_compile_s']:.1f}",
+        )  # fmt: skip
+    out.print(table)

@@ -1,0 +1,53 @@
+"""`metarl envs`: list environments, aliases and their preset budgets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from metarl_cli.cli._output import out, print_json
+
+
+def envs(
+    json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the environments with their aliases and the paper's preset sizes."""
+    from metarl_cli.config import preset
+    from metarl_cli.envs import ENVS
+
+    aliases: dict[str, list[str]] = {}
+    for alias, env_id in ENVS.aliases().items():
+        aliases.setdefault(env_id, []).append(alias)
+    rows = []
+    for env_id in ENVS.names():
+        p = preset(env_id)
+        rows.append(
+            dict(
+                env_id=env_id,
+                aliases=aliases.get(env_id, []),
+                description=ENVS.get(env_id).description,
+                num_envs=p["num_envs"],
+                num_steps=p["num_steps"],
+                total_timesteps=p["total_timesteps"],
+                lr=p["lr"],
+                ppo_normaliser=p["ppo_normaliser"],
+            )
+        )
+    if json_:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="environments")
+    for col in ("id", "aliases", "envs x steps", "preset budget", "Adam lr"):
+        table.add_column(col, no_wrap=col == "id")
+    for r in rows:
+        table.add_row(
+            r["env_id"],
+            ", ".join(r["aliases"]),
+            f"{r['num_envs']} x {r['num_steps']}",
+            f"{r['total_timesteps']:.0e}",
+            f"{r['lr']:g}",
+        )
+    out.print(table)

@@ -1,0 +1,118 @@
+"""`metarl evaluate`: meta-test a baseline or an artefact on environments x seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metarl_cli.cli._output import err, fmt, out, print_json
+
+
+def evaluate(
+    target: Annotated[str, typer.Argument(help="Baseline name (ppo) or artefact file.")],
+    envs: Annotated[
+        str, typer.Option("--envs", "-e", help="Comma-separated env ids or aliases.")
+    ] = "cartpole",
+    num_runs: Annotated[int, typer.Option("--num-runs", "-n", help="Seeds per env.")] = 4,
+    timesteps: Annotated[
+        str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: key=value (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON or TOML file of overrides.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result JSON here.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train with TARGET on each env for --num-runs seeds; report final returns (mean, IQM)."""
+    from metarl_cli.config import parse_set, read_config_file
+    from metarl_cli.envs import resolve_envs
+    from metarl_cli.fsutil import check_writable
+
+    env_ids = resolve_envs(envs)
+    overrides = parse_set(set_ or [])
+    file_values = read_config_file(config) if config else None
+    if output is not None:
+        check_writable(output, force=force)  # fail now, not after the run
+
+    from metarl_cli.config import build_config
+
+    for env_id in env_ids:  # validate every config before any JAX work
+        build_config(env_id, timesteps=timesteps, overrides=overrides, file_values=file_values)
+
+    from metarl_cli.evaluation import evaluate as run_evaluation
+    from metarl_cli.rl.parallel import enable_compilation_cache
+
+    enable_compilation_cache()
+    status = err.status("starting", spinner="dots")
+    status.start()
+    done = [0]
+
+    def on_event(env_id: str, phase: str) -> None:
+        if phase == "done":
+            done[0] += 1
+            err.print(f"[green]done[/] {env_id} ({done[0]}/{len(env_ids)})")
+        else:
+            status.update(f"{env_id}: {phase} ({done[0] + 1}/{len(env_ids)} envs)")
+
+    try:
+        result = run_evaluation(
+            target,
+            env_ids,
+            num_runs=num_runs,
+            seed=seed,
+            timesteps=timesteps,
+            overrides=overrides,
+            file_values=file_values,
+            on_event=on_event,
+        )
+    finally:
+        status.stop()
+    if output is not None:
+        from metarl_cli.results import write_result
+
+        write_result(result, output, force=force)
+    if json_:
+        print_json(result.model_dump(mode="json"))
+        return
+    _table(result)
+    if output is not None:
+        out.print(f"wrote {output}")
+
+
+def _table(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.target.name}: final return over {result.num_runs} runs")
+    table.add_column("env", no_wrap=True)
+    for col in ("steps/run", "mean", "IQM [95% CI]", "min", "max", "steps/s", "compile s"):
+        table.add_column(col, justify="right")
+    for env in result.envs:
+        s = env.summary
+        ci = "" if s.iqm is None else f" [{fmt(s.iqm_ci_low)}, {fmt(s.iqm_ci_high)}]"
+        table.add_row(
+            env.env_id,
+            f"{env.env_steps_per_run:.3g}",
+            fmt(s.mean),
+            fmt(s.iqm) + ci,
+            fmt(s.min),
+            fmt(s.max),
+            f"{env.env_steps_per_s:,.0f}",
+            f"{env.compile_s:.1f}",
+        )
+    out.print(table)
+    missing = [e.env_id for e in result.envs if e.summary.n < result.num_runs]
+    if missing:
+        out.print(
+            f"[yellow]note:[/] no episode finished in the final window for some runs of "
+            f"{', '.join(missing)}; raise --timesteps for a final return"
+        )

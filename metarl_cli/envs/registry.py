@@ -1,0 +1,80 @@
+"""Environment registry: namespaced ids, short aliases, lazy backends.
+
+Backends (gymnax, brax, craftax) are imported only when an environment of theirs is made, so
+listing environments or printing help imports none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from metarl_cli.registry import Registry
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """How to build one environment.
+
+    Attributes:
+        env_id: canonical namespaced id.
+        suite: preset family ("classic", "minatar", "brax", "craftax").
+        backend_name: the name the backend library uses.
+        description: one line for `metarl envs`.
+    """
+
+    env_id: str
+    suite: str
+    backend_name: str
+    description: str
+
+
+ENVS: Registry[EnvEntry] = Registry("environment")
+
+
+def _add(env_id: str, backend_name: str, description: str, aliases: tuple[str, ...]) -> None:
+    ENVS.register(
+        env_id, EnvEntry(env_id, env_id.split("/")[0], backend_name, description), aliases
+    )
+
+
+_add("classic/cartpole", "CartPole-v1", "gymnax CartPole-v1 (500-step limit)", ("cartpole",))
+for _name, _gym, _aliases in [
+    ("asterix", "Asterix-MinAtar", ("asterix",)),
+    ("breakout", "Breakout-MinAtar", ("breakout",)),
+    ("freeway", "Freeway-MinAtar", ("freeway",)),
+    ("spaceinvaders", "SpaceInvaders-MinAtar", ("spaceinvaders", "space_invaders")),
+]:
+    _add(f"minatar/{_name}", _gym, f"gymnax {_gym} (10x10 grid, flattened)", _aliases)
+for _name, _aliases in [
+    ("ant", ("ant",)),
+    ("humanoid", ("humanoid",)),
+    ("hopper", ("hopper",)),
+    ("walker2d", ("walker2d", "walker")),
+]:
+    _add(f"brax/{_name}", _name, f"Brax {_name} (1000-step episodes)", _aliases)
+_add(
+    "craftax/classic",
+    "Craftax-Classic-Symbolic-v1",
+    "Craftax-Classic, symbolic observations, optimistic resets",
+    ("craftax", "craftax-classic"),
+)
+
+
+def resolve_envs(spec: str) -> list[str]:
+    """Parses a comma-separated list of ids or aliases into canonical ids (order kept, no dups)."""
+    out: list[str] = []
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        env_id = ENVS.resolve(part)
+        if env_id not in out:
+            out.append(env_id)
+    if not out:
+        from metarl_cli.errors import ConfigError
+
+        raise ConfigError("no environment given; pass e.g. --envs cartpole or --envs ant,breakout")
+    return out
+
+
+Factory = Callable[..., object]

@@ -1,0 +1,147 @@
+"""Meta-testing: train with a given algorithm on many environments and seeds, summarise.
+
+`evaluate(target, env_ids, ...)` validates everything (target, envs, every config) before it
+runs anything, then trains `num_runs` seeds per environment with the sharded runner and returns
+an `EvalResult`. `target` is a built-in baseline name or an artefact path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from metarl_cli.baselines import BASELINES
+from metarl_cli.config import TrainConfig, build_config
+from metarl_cli.errors import ArtefactError, ConfigError, UnknownNameError
+from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean
+
+_VERSION_PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "craftax")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of metarl and its numerical stack."""
+    out = {}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], Any]:
+    """Returns (target record, cfg -> Slots, theta) for a baseline name or an artefact path."""
+    from metarl_cli.rl.slots import empty_theta
+
+    looks_like_file = target.endswith(".safetensors") or "/" in target or Path(target).exists()
+    if not looks_like_file:
+        try:
+            baseline = BASELINES.get(target)
+        except UnknownNameError as e:
+            raise UnknownNameError(f"{e}; or pass the path of an artefact file") from None
+        return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
+    from metarl_cli.artefacts import load_artefact
+
+    # Validates the file (integrity, manifest) before anything else happens.
+    manifest, _ = load_artefact(target)
+    # Learned algorithms plug in here once their registry exists (learned/).
+    raise ArtefactError(
+        f"{target}: algorithm {manifest.algorithm!r} ({manifest.form}) cannot be evaluated by "
+        f"this version of metarl ({_own_version()}); built-in baselines: "
+        f"{', '.join(BASELINES.names())}"
+    )
+
+
+def _own_version() -> str:
+    from metarl_cli._version import __version__
+
+    return __version__
+
+
+def device_info() -> dict[str, Any]:
+    import jax
+
+    devices = jax.devices()
+    return {
+        "platform": devices[0].platform,
+        "count": len(devices),
+        "kind": devices[0].device_kind,
+        "processes": jax.process_count(),
+    }
+
+
+def evaluate(
+    target: str,
+    env_ids: list[str],
+    *,
+    num_runs: int,
+    seed: int = 0,
+    timesteps: float | int | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    file_values: dict[str, Any] | None = None,
+    on_event: Callable[[str, str], None] | None = None,
+) -> EvalResult:
+    """Trains `num_runs` seeds of `target` on each env and returns the validated result.
+
+    Args:
+        target: baseline name ("ppo") or artefact path.
+        env_ids: canonical env ids.
+        num_runs: seeds per environment.
+        seed: master seed; run i of every env uses `split(key(seed), num_runs)[i]`.
+        timesteps: budget per run (overrides the preset).
+        overrides: `--set` values; file_values: `--config` file values.
+        on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
+    """
+    if num_runs < 1:
+        raise ConfigError(f"--num-runs must be at least 1, got {num_runs}")
+    record, build_slots, theta = resolve_target(target)
+    configs = [
+        build_config(e, timesteps=timesteps, overrides=overrides, file_values=file_values)
+        for e in env_ids
+    ]
+    import jax
+
+    from metarl_cli.analysis.stats import summarise
+    from metarl_cli.envs import make_env
+    from metarl_cli.rl.parallel import ShardedRunner, make_mesh
+    from metarl_cli.rl.ppo import curve_steps, make_train
+
+    keys = jax.random.split(jax.random.key(seed), num_runs)
+    env_results = []
+    for cfg in configs:
+
+        def phase(p: str, env_id: str = cfg.env_id) -> None:
+            if on_event:
+                on_event(env_id, p)
+
+        trainer = make_train(cfg, make_env(cfg), build_slots(cfg))
+        runner = ShardedRunner(trainer, make_mesh(num_runs))
+        out, timing = runner(theta, keys, on_phase=phase)
+        phase("done")
+        finals = [float(x) for x in out.final_return]
+        env_results.append(
+            EnvResult(
+                env_id=cfg.env_id,
+                config=cfg.model_dump(),
+                final_returns=clean(finals),
+                final_episodes=[int(x) for x in out.final_episodes],
+                curve_steps=curve_steps(cfg),
+                curves=clean([[float(v) for v in c] for c in out.curve]),
+                normaliser=cfg.ppo_normaliser,
+                summary=Summary(**summarise(out.final_return, seed=seed)),
+                env_steps_per_run=cfg.env_steps,
+                compile_s=timing.compile_s,
+                run_s=timing.run_s,
+                env_steps_per_s=num_runs * cfg.env_steps / max(timing.run_s, 1e-9),
+            )
+        )
+    return EvalResult(
+        target=record,
+        seed=seed,
+        num_runs=num_runs,
+        envs=env_results,
+        devices=device_info(),
+        versions=package_versions(),
+    )

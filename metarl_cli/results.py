@@ -1,0 +1,98 @@
+"""The evaluation result file: a pydantic-validated JSON document (input of `metarl report`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from metarl_cli.errors import EvaluationError
+from metarl_cli.fsutil import atomic_write_text
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Summary(_Frozen):
+    """Statistics over runs of the finite final returns (None when no run finished an episode)."""
+
+    n: int
+    mean: float | None
+    iqm: float | None
+    iqm_ci_low: float | None
+    iqm_ci_high: float | None
+    min: float | None
+    max: float | None
+
+
+class EnvResult(_Frozen):
+    """One environment: per-run final returns and thinned curves, timings and the config."""
+
+    env_id: str
+    config: dict[str, Any]
+    final_returns: list[float | None]  # None: no episode finished in the final window
+    final_episodes: list[int]
+    curve_steps: list[int]
+    curves: list[list[float | None]]
+    normaliser: float | None
+    summary: Summary
+    env_steps_per_run: int
+    compile_s: float
+    run_s: float
+    env_steps_per_s: float
+
+
+class Target(_Frozen):
+    """What was evaluated: a built-in baseline or an artefact (with its file digest)."""
+
+    kind: Literal["baseline", "artefact"]
+    name: str
+    algorithm: str | None = None
+    path: str | None = None
+    digest: str | None = None
+
+
+class EvalResult(_Frozen):
+    schema_version: Literal[1] = 1
+    target: Target
+    seed: int
+    num_runs: int
+    envs: list[EnvResult]
+    devices: dict[str, Any]
+    versions: dict[str, str]
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def clean(values: Any) -> Any:
+    """NaN/inf -> None, recursively, so the JSON is strict (no NaN tokens)."""
+    if isinstance(values, float):
+        return values if math.isfinite(values) else None
+    if isinstance(values, list | tuple):
+        return [clean(v) for v in values]
+    return values
+
+
+def write_result(result: EvalResult, path: Path, *, force: bool) -> None:
+    """Writes the result atomically; refuses to overwrite without `force`."""
+    atomic_write_text(path, result.model_dump_json(indent=2) + "\n", force=force)
+
+
+def read_result(path: Path) -> EvalResult:
+    """Reads and validates a result file, with a one-line error on failure."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise EvaluationError(f"no such result file: {path}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"{path} is not valid JSON: {e}") from e
+    try:
+        return EvalResult.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise EvaluationError(f"{path} is not a metarl result: {where}: {first['msg']}") from e

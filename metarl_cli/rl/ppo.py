@@ -1,0 +1,247 @@
+"""PPO (Schulman et al., 2017, arXiv:1707.06347) with pluggable drift and optimiser slots.
+
+`make_train(cfg, env, slots)` captures everything static and returns a `Trainer` whose
+`run(theta, state)` is one pure function over the whole run (nested `lax.scan`s), so it can be
+jitted once, vmapped over seeds and population members, and sharded over devices. Parameters
+are initialised by `init(theta, key)`, separately, because an orthogonal initialiser inside a
+multi-device CPU program can deadlock. Metrics are reduced inside the run: per update only the
+sum and count of finished-episode returns are kept, then thinned into a curve.
+
+The file is long and linear on purpose: the whole PPO step reads in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl_cli.config.models import TrainConfig
+from metarl_cli.rl import networks as nets
+from metarl_cli.rl.gae import gae
+from metarl_cli.rl.slots import AdamOptimiser, OptContext, Slots
+
+
+class Transition(NamedTuple):
+    obs: jax.Array
+    action: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    log_prob: jax.Array
+    episode_return: jax.Array
+
+
+@struct.dataclass
+class RunnerState:
+    params: Any  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+
+
+class TrainOutput(NamedTuple):
+    """What one training run returns (leading axes are added by vmap over seeds/members).
+
+    Attributes:
+        final_return: mean raw return of episodes finished in the last `final_window` of
+            updates (NaN when none finished).
+        final_episodes: how many episodes that mean is over.
+        curve: mean return of episodes finished in each of `curve_points` chunks of updates
+            (NaN where none finished).
+        curve_episodes: episodes per chunk.
+        losses: final update's mean (actor, value, entropy) losses, [3].
+    """
+
+    final_return: jax.Array
+    final_episodes: jax.Array
+    curve: jax.Array
+    curve_episodes: jax.Array
+    losses: jax.Array
+
+
+def curve_steps(cfg: TrainConfig) -> list[int]:
+    """Env steps at the end of each curve chunk (host-side, static)."""
+    n, p = cfg.num_updates, min(cfg.curve_points, cfg.num_updates)
+    ends = [((i + 1) * n + p - 1) // p for i in range(p)]
+    return [e * cfg.batch_size for e in ends]
+
+
+class Trainer:
+    """A compiled-once PPO run: `init(theta, key)`, `run(theta, state)`, `__call__(theta, key)`."""
+
+    def __init__(self, cfg: TrainConfig, env: Any, slots: Slots) -> None:
+        self.cfg, self.env, self.slots = cfg, env, slots
+        spec = env.spec
+        self.actor = nets.Actor(
+            spec.action_dim, spec.continuous, cfg.hidden_size, cfg.num_hidden_layers, cfg.activation
+        )
+        self.critic = nets.Critic(cfg.hidden_size, cfg.num_hidden_layers, cfg.activation)
+        self.drift = slots.drift
+        self.opt = slots.optimiser or AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps)
+
+    def init(self, theta: Any, key: jax.Array) -> RunnerState:
+        """Initial parameters, optimiser state and environments for one run."""
+        k_actor, k_critic, k_env, k_opt, key = jax.random.split(key, 5)
+        dummy = jnp.zeros((1, self.env.spec.obs_dim))
+        params = {
+            "actor": self.actor.init(k_actor, dummy)["params"],
+            "critic": self.critic.init(k_critic, dummy)["params"],
+        }
+        obs, env_state = self.env.reset(k_env)
+        opt_state = self.opt.init(theta["optimiser"], params, k_opt)
+        return RunnerState(params, opt_state, env_state, obs, key)
+
+    def __call__(self, theta: Any, key: jax.Array) -> TrainOutput:
+        return self.run(theta, self.init(theta, key))
+
+    def run(self, theta: Any, state: RunnerState) -> TrainOutput:
+        """The whole training run; pure in (theta, state)."""
+        cfg, env, spec = self.cfg, self.env, self.env.spec
+        actor, critic, opt = self.actor, self.critic, self.opt
+        bootstrap = spec.can_truncate
+
+        def policy(params, obs, capture=False):
+            out, log_std, acts = actor.apply({"params": params}, obs, capture)
+            return out, log_std, acts
+
+        def value_fn(params, obs, capture=False):
+            return critic.apply({"params": params}, obs, capture)
+
+        def env_step(runner: RunnerState, _):
+            key, k_act, k_env = jax.random.split(runner.key, 3)
+            out, log_std, _ = policy(runner.params["actor"], runner.obs)
+            value, _ = value_fn(runner.params["critic"], runner.obs)
+            action, log_prob = nets.sample_action(k_act, out, log_std, spec.continuous)
+            step = env.step(k_env, runner.env_state, action)
+            reward = step.reward
+            if bootstrap:
+                # A time limit is not a terminal state: fold gamma * V(s_final) into the reward.
+                final_value, _ = value_fn(runner.params["critic"], step.final_obs)
+                reward = reward + cfg.gamma * final_value * step.truncated
+            transition = Transition(
+                runner.obs, action, value, reward, step.done, log_prob, step.episode_return
+            )
+            return runner.replace(env_state=step.state, obs=step.obs, key=key), transition
+
+        def loss_fn(params, batch, advantages, targets):
+            out, log_std, actor_acts = policy(params["actor"], batch.obs, opt.needs_activations)
+            value, critic_acts = value_fn(params["critic"], batch.obs, opt.needs_activations)
+            if spec.continuous:
+                log_prob = nets.gaussian_log_prob(out, log_std, batch.action)
+                entropy = nets.gaussian_entropy(log_std, log_prob.shape).mean()
+            else:
+                log_prob = nets.categorical_log_prob(out, batch.action)
+                entropy = nets.categorical_entropy(out).mean()
+            ratio = jnp.exp(log_prob - batch.log_prob)
+            adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            drift = self.drift(theta["drift"], ratio, adv, cfg.clip_eps)
+            actor_loss = -jnp.mean(ratio * adv - drift)
+            v_clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_eps, cfg.clip_eps)
+            value_loss = 0.5 * jnp.mean(
+                jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2)
+            )
+            total = actor_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+            acts = {"actor": actor_acts, "critic": critic_acts}
+            return total, (jnp.stack([actor_loss, value_loss, entropy]), acts)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def clip_grads(grads):
+            if opt.separate_clip:
+                return {k: _clip(g, cfg.max_grad_norm) for k, g in grads.items()}
+            return _clip(grads, cfg.max_grad_norm)
+
+        def update(carry, update_idx):
+            runner = carry
+            runner, traj = jax.lax.scan(env_step, runner, None, cfg.num_steps)
+            last_value, _ = value_fn(runner.params["critic"], runner.obs)
+            advantages, targets = gae(
+                traj.value, traj.reward, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+            )
+            training_prop = update_idx / jnp.maximum(cfg.num_updates - 1, 1)
+            lr_scale = 1.0 - update_idx / cfg.num_updates if cfg.anneal_lr else jnp.float32(1.0)
+
+            def epoch(carry, epoch_idx):
+                runner = carry
+                key, k_perm = jax.random.split(runner.key)
+                flat = jax.tree.map(
+                    lambda x: x.reshape((cfg.batch_size, *x.shape[2:])),
+                    (traj, advantages, targets),
+                )
+                perm = jax.random.permutation(k_perm, cfg.batch_size)
+                shuffled = jax.tree.map(
+                    lambda x: jnp.take(x, perm, axis=0).reshape(
+                        (cfg.num_minibatches, cfg.minibatch_size, *x.shape[1:])
+                    ),
+                    flat,
+                )
+
+                def minibatch(carry, xs):
+                    params, opt_state, key = carry
+                    mb_idx, (batch, adv, tgt) = xs
+                    key, k_opt = jax.random.split(key)
+                    (_, (losses, acts)), grads = grad_fn(params, batch, adv, tgt)
+                    ctx = OptContext(
+                        training_prop=training_prop,
+                        epoch_prop=epoch_idx / max(cfg.update_epochs - 1, 1),
+                        minibatch_prop=mb_idx / max(cfg.num_minibatches - 1, 1),
+                        lr_scale=lr_scale,
+                        activations=acts if opt.needs_activations else None,
+                        key=k_opt,
+                    )
+                    params, opt_state = opt.update(
+                        theta["optimiser"], clip_grads(grads), opt_state, params, ctx
+                    )
+                    return (params, opt_state, key), losses
+
+                (params, opt_state, key), losses = jax.lax.scan(
+                    minibatch,
+                    (runner.params, runner.opt_state, key),
+                    (jnp.arange(cfg.num_minibatches), shuffled),
+                )
+                runner = runner.replace(params=params, opt_state=opt_state, key=key)
+                return runner, losses.mean(0)
+
+            runner, losses = jax.lax.scan(epoch, runner, jnp.arange(cfg.update_epochs))
+            done = traj.done.astype(jnp.float32)
+            metrics = (jnp.sum(traj.episode_return * done), jnp.sum(done), losses.mean(0))
+            return runner, metrics
+
+        _, (ep_sum, ep_count, losses) = jax.lax.scan(
+            update, state, jnp.arange(cfg.num_updates, dtype=jnp.float32)
+        )
+        return _summarise(cfg, ep_sum, ep_count, losses[-1])
+
+
+def _clip(tree: Any, max_norm: float) -> Any:
+    norm = optax.global_norm(tree)
+    scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+    return jax.tree.map(lambda g: g * scale, tree)
+
+
+def _summarise(cfg: TrainConfig, ep_sum, ep_count, losses) -> TrainOutput:
+    n = cfg.num_updates
+    points = min(cfg.curve_points, n)
+    chunk = (jnp.arange(n) * points) // n
+    c_sum = jax.ops.segment_sum(ep_sum, chunk, num_segments=points)
+    c_count = jax.ops.segment_sum(ep_count, chunk, num_segments=points)
+    window = max(1, round(cfg.final_window * n))
+    f_sum, f_count = ep_sum[-window:].sum(), ep_count[-window:].sum()
+    nan = jnp.float32(jnp.nan)
+    return TrainOutput(
+        final_return=jnp.where(f_count > 0, f_sum / jnp.maximum(f_count, 1), nan),
+        final_episodes=f_count,
+        curve=jnp.where(c_count > 0, c_sum / jnp.maximum(c_count, 1), nan),
+        curve_episodes=c_count,
+        losses=losses,
+    )
+
+
+def make_train(cfg: TrainConfig, env: Any, slots: Slots | None = None) -> Trainer:
+    """Builds a PPO trainer for `cfg` on `env` with `slots` (defaults: PPO clip + Adam)."""
+    return Trainer(cfg, env, slots or Slots())

@@ -1,0 +1,127 @@
+"""The two slots a learned algorithm can fill in the PPO trainer, and their defaults.
+
+* **drift** (Lu et al., 2022, arXiv:2210.05639): the actor loss is `-mean(r*A - drift(r, A))`;
+  PPO's clip is the drift `relu((r - clip(r, 1-eps, 1+eps)) * A)`.
+* **optimiser**: maps gradients to new parameters. It sees the whole `{"actor", "critic"}`
+  parameter tree at once (OPEN's update is zero-meaned over both), and an `OptContext` with the
+  training and epoch progress, the annealed learning-rate scale, per-unit activations for
+  dormancy and a key for stochastic updates. Default: Adam with the preset learning rate/betas.
+
+Each slot's meta-parameters arrive as `theta["drift"]` / `theta["optimiser"]` (traced), so one
+compiled trainer serves every population member. Slots are hashable Python objects (static).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class OptContext(NamedTuple):
+    """What a learned optimiser may use besides gradients and parameters (all traced scalars
+    unless noted).
+
+    Attributes:
+        training_prop: fraction of updates done, in [0, 1].
+        epoch_prop: epoch index / (epochs - 1) within the current update, in [0, 1].
+        minibatch_prop: minibatch index / (minibatches - 1) within the epoch, in [0, 1].
+        lr_scale: linear annealing factor (1 - update/num_updates), or 1 when not annealing.
+        activations: `{"actor": {...}, "critic": {...}}` mean |activation| per unit, or None.
+        key: PRNG key for stochastic updates.
+    """
+
+    training_prop: jax.Array
+    epoch_prop: jax.Array
+    minibatch_prop: jax.Array
+    lr_scale: jax.Array
+    activations: Any
+    key: jax.Array
+
+
+class DriftSlot(Protocol):
+    """Elementwise drift `D(r, A)`; must be >= 0 with D = dD/dr = 0 at r = 1 (mirror learning)."""
+
+    def __call__(self, theta: Any, ratio: jax.Array, advantage: jax.Array, clip_eps: float): ...
+
+
+class OptimiserSlot(Protocol):
+    """A (possibly learned) optimiser over the `{"actor", "critic"}` parameter tree."""
+
+    separate_clip: bool  # clip actor and critic gradients separately (learned-optimiser path)
+    needs_activations: bool
+
+    def init(self, theta: Any, params: Any, key: jax.Array) -> Any: ...
+
+    def update(
+        self, theta: Any, grads: Any, state: Any, params: Any, ctx: OptContext
+    ) -> tuple[Any, Any]: ...
+
+
+@dataclass(frozen=True)
+class PPOClipDrift:
+    """PPO's clipped surrogate written as a drift (no meta-parameters)."""
+
+    def __call__(self, theta, ratio, advantage, clip_eps):
+        del theta
+        clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+        return jax.nn.relu((ratio - clipped) * advantage)
+
+
+@dataclass(frozen=True)
+class AdamOptimiser:
+    """Adam with a linearly annealed learning rate (eps 1e-5 as in PureJaxRL and the paper)."""
+
+    lr: float
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-5
+    separate_clip: bool = False
+    needs_activations: bool = False
+
+    def _tx(self) -> optax.GradientTransformation:
+        return optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps)
+
+    def init(self, theta, params, key):
+        del theta, key
+        return self._tx().init(params)
+
+    def update(self, theta, grads, state, params, ctx):
+        del theta
+        updates, state = self._tx().update(grads, state, params)
+        step = -self.lr * ctx.lr_scale
+        return jax.tree.map(lambda p, u: p + step * u, params, updates), state
+
+
+@dataclass(frozen=True)
+class SGDOptimiser:
+    """Plain SGD with a linearly annealed learning rate."""
+
+    lr: float
+    separate_clip: bool = False
+    needs_activations: bool = False
+
+    def init(self, theta, params, key):
+        del theta, params, key
+        return ()
+
+    def update(self, theta, grads, state, params, ctx):
+        del theta
+        step = -self.lr * ctx.lr_scale
+        return jax.tree.map(lambda p, g: p + step * g, params, grads), state
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The trainer's pluggable parts; defaults give PPO with Adam."""
+
+    drift: Any = field(default_factory=PPOClipDrift)
+    optimiser: Any = None  # None -> Adam with the config's lr/b1/b2
+
+
+def empty_theta() -> dict[str, Any]:
+    """Meta-parameters of the hand-designed baseline: no leaves."""
+    return {"drift": {}, "optimiser": {}}
