@@ -5,10 +5,11 @@ Independent runs (seeds; later population members) are sharded along the single 
 fixed size (`lax.map(..., batch_size=chunk)`). Because XLA's numerics depend on the batch shape
 and RL amplifies the last bit, a fixed chunk makes every run's result independent of how many
 devices there are: 8 seeds on 2 devices give exactly what they give on 1. The default chunk is 1
-on CPU (vmapping seeds does not raise XLA:CPU throughput) and all of a device's runs on GPU/TPU. Parameters are initialised outside the
-multi-device program: an orthogonal (QR) initialiser vmapped inside a multi-device CPU program
-can deadlock. A run count that does not divide over the devices is padded with extra runs whose
-results are dropped; fewer runs than devices use a sub-mesh.
+on CPU (vmapping seeds does not raise XLA:CPU throughput) and all of a device's runs on GPU/TPU.
+Parameters are initialised outside the multi-device program: an orthogonal (QR) initialiser
+vmapped inside a multi-device CPU program can deadlock. A run count that does not divide over
+the devices is padded with extra runs whose results are dropped; fewer runs than devices use a
+sub-mesh.
 """
 
 from __future__ import annotations
