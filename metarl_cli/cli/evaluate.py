@@ -89,27 +89,36 @@ def evaluate(
         out.print(f"wrote {output}")
 
 
+def _steps(n: int) -> str:
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
 def _table(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.target.name}: final return over {result.num_runs} runs")
+    table = Table(title=f"{result.target.name}: final return over {result.num_runs} run(s)")
     table.add_column("env", no_wrap=True)
-    for col in ("steps/run", "mean", "IQM [95% CI]", "min", "max", "steps/s", "compile s"):
-        table.add_column(col, justify="right")
+    for col in ("steps", "mean", "IQM", "95% CI", "min", "max", "steps/s"):
+        table.add_column(col, justify="right", no_wrap=True)
     for env in result.envs:
         s = env.summary
-        ci = "" if s.iqm is None else f" [{fmt(s.iqm_ci_low)}, {fmt(s.iqm_ci_high)}]"
+        ci = "" if s.iqm is None else f"{fmt(s.iqm_ci_low)}..{fmt(s.iqm_ci_high)}"
         table.add_row(
             env.env_id,
-            f"{env.env_steps_per_run:.3g}",
+            _steps(env.env_steps_per_run),
             fmt(s.mean),
-            fmt(s.iqm) + ci,
+            fmt(s.iqm),
+            ci,
             fmt(s.min),
             fmt(s.max),
             f"{env.env_steps_per_s:,.0f}",
-            f"{env.compile_s:.1f}",
         )
     out.print(table)
+    times = ", ".join(f"{e.env_id} {e.compile_s:.1f}s/{e.run_s:.1f}s" for e in result.envs)
+    out.print(f"compile/run: {times}", style="dim")
     missing = [e.env_id for e in result.envs if e.summary.n < result.num_runs]
     if missing:
         out.print(

@@ -219,7 +219,7 @@ class Trainer:
 
 
 def _clip(tree: Any, max_norm: float) -> Any:
-    norm = optax.global_norm(tree)
+    norm = optax.tree.norm(tree)
     scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
     return jax.tree.map(lambda g: g * scale, tree)
 

@@ -1,0 +1,32 @@
+"""Test setup: two host devices (sharding is tested on CPU) and the persistent compile cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Must happen before anything imports JAX.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault(
+    "METARL_CACHE_DIR", str(Path(os.environ.get("METARL_TEST_CACHE", "~/.cache/metarl/jax-tests")))
+)
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache():
+    from metarl_cli.rl.parallel import enable_compilation_cache
+
+    return enable_compilation_cache()
+
+
+def tiny_config(env_id: str, **overrides):
+    """The preset shrunk to a few small updates (for end-to-end tests)."""
+    from metarl_cli.config import build_config
+
+    small = dict(num_envs=4, num_steps=8, num_minibatches=2, update_epochs=1, curve_points=4)
+    small.update(overrides)
+    return build_config(
+        env_id, timesteps=small["num_envs"] * small["num_steps"] * 2, overrides=small
+    )
