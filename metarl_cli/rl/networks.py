@@ -4,6 +4,12 @@ Both are `Dense(W) -> act -> ... -> Dense(out)` with orthogonal initialisation (
 layers, 0.01 for the policy head, 1.0 for the value head) and zero biases. With `capture=True`
 they also return the mean absolute post-activation of every unit over the batch, which learned
 optimisers use for per-neuron dormancy features.
+
+The orthogonal initialiser is ours, by Gram-Schmidt, not flax's QR: jaxlib's batched CPU QR
+kernel (`QrFactorizationKernel` -> `ParallelBatchMap`) deadlocks XLA:CPU's thread pool when
+parameters of several seeds are initialised in one vmapped program (seen here, on 1 and on 2
+host devices). Gram-Schmidt of a Gaussian matrix gives the same Haar distribution as QR with a
+positive-diagonal R, which is what flax's initialiser samples.
 """
 
 from __future__ import annotations
@@ -13,6 +19,33 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+
+def _gram_schmidt(a: jax.Array) -> jax.Array:
+    """Orthonormalises the columns of a tall matrix (classical Gram-Schmidt, done twice)."""
+
+    def body(q, j):
+        v = a[:, j]
+        for _ in range(2):  # "twice is enough" for orthogonality in float32
+            v = v - q @ (q.T @ v)
+        q = q.at[:, j].set(v / jnp.linalg.norm(v))
+        return q, None
+
+    q, _ = jax.lax.scan(body, jnp.zeros_like(a), jnp.arange(a.shape[1]))
+    return q
+
+
+def orthogonal(scale: float = 1.0):
+    """A QR-free orthogonal initialiser for 2-D kernels (see the module docstring)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = shape[0], math.prod(shape[1:])
+        a = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+        q = _gram_schmidt(a)
+        q = q if rows >= cols else q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
 
 
 def _act(name: str):
@@ -31,7 +64,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, capture: bool = False):
         acts = {}
-        ortho = nn.initializers.orthogonal
+        ortho = orthogonal
         for i in range(self.num_layers):
             x = nn.Dense(self.hidden_size, kernel_init=ortho(math.sqrt(2)), name=f"dense_{i}")(x)
             x = _act(self.activation)(x)
