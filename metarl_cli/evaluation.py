@@ -78,6 +78,7 @@ def evaluate(
     *,
     num_runs: int,
     seed: int = 0,
+    chunk: int | None = None,
     timesteps: float | int | str | None = None,
     overrides: dict[str, Any] | None = None,
     file_values: dict[str, Any] | None = None,
@@ -90,6 +91,8 @@ def evaluate(
         env_ids: canonical env ids.
         num_runs: seeds per environment.
         seed: master seed; run i of every env uses `split(key(seed), num_runs)[i]`.
+        chunk: runs vmapped together per device (None: all; 1: unbatched, results that do
+            not depend on the number of devices).
         timesteps: budget per run (overrides the preset).
         overrides: `--set` values; file_values: `--config` file values.
         on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
@@ -117,7 +120,7 @@ def evaluate(
                 on_event(env_id, p)
 
         trainer = make_train(cfg, make_env(cfg), build_slots(cfg))
-        runner = ShardedRunner(trainer, make_mesh(num_runs))
+        runner = ShardedRunner(trainer, make_mesh(num_runs), chunk=chunk)
         out, timing = runner(theta, keys, on_phase=phase)
         phase("done")
         finals = [float(x) for x in out.final_return]
@@ -142,6 +145,6 @@ def evaluate(
         seed=seed,
         num_runs=num_runs,
         envs=env_results,
-        devices=device_info(),
+        devices={**device_info(), "chunk": chunk},
         versions=package_versions(),
     )

@@ -103,15 +103,24 @@ def test_second_call_with_new_keys_compiles_nothing(cartpole):
     assert out.losses.shape == (2, 3)
 
 
-def test_sharded_over_two_devices_equals_one_device(cartpole):
+@pytest.mark.parametrize("chunk", [1])
+def test_sharded_over_two_devices_equals_one_device(cartpole, chunk):
     assert len(jax.devices()) == 2, "tests run with two host devices (see conftest)"
     _, trainer = cartpole
-    keys = jax.random.split(jax.random.key(3), 3)  # odd: exercises padding
-    out2, _ = ShardedRunner(trainer, make_mesh(3))(empty_theta(), keys)
-    out1, _ = ShardedRunner(trainer, make_mesh(1))(empty_theta(), keys)
-    assert out2.final_return.shape == (3,)
+    keys = jax.random.split(jax.random.key(3), 5)  # odd: exercises padding
+    out2, _ = ShardedRunner(trainer, make_mesh(5), chunk=chunk)(empty_theta(), keys)
+    out1, _ = ShardedRunner(trainer, make_mesh(1), chunk=chunk)(empty_theta(), keys)
+    assert out2.final_return.shape == (5,)
     for a, b in zip(jax.tree.leaves(out1), jax.tree.leaves(out2), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_default_runner_vmaps_each_device_and_pads(cartpole):
+    _, trainer = cartpole
+    runner = ShardedRunner(trainer, make_mesh(3))
+    assert runner.padded(3) == 4
+    out, _ = runner(empty_theta(), jax.random.split(jax.random.key(3), 3))
+    assert out.losses.shape == (3, 3) and np.isfinite(out.losses).all()
 
 
 def test_sharded_runner_reuses_its_compilation(cartpole):

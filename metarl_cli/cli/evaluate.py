@@ -20,6 +20,12 @@ def evaluate(
         str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
+    chunk: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs vmapped together per device (1: same results on any device count)."
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: key=value (repeatable)."),
@@ -41,6 +47,10 @@ def evaluate(
     env_ids = resolve_envs(envs)
     overrides = parse_set(set_ or [])
     file_values = read_config_file(config) if config else None
+    if chunk is not None and chunk < 1:
+        from metarl_cli.errors import ConfigError
+
+        raise ConfigError(f"--chunk must be at least 1, got {chunk}")
     if output is not None:
         check_writable(output, force=force)  # fail now, not after the run
 
@@ -70,6 +80,7 @@ def evaluate(
             env_ids,
             num_runs=num_runs,
             seed=seed,
+            chunk=chunk,
             timesteps=timesteps,
             overrides=overrides,
             file_values=file_values,
