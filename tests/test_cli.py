@@ -78,6 +78,7 @@ def test_evaluate_json_output_is_the_result(tmp_path, capsys):
         (["--set", "num_minibatches=7"], "does not divide"),
         (["--set", "nonsense=1"], "nonsense"),
         (["--num-runs", "0"], "--num-runs"),
+        (["--chunk", "0"], "--chunk"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, capsys, argv, message):
