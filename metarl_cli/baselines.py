@@ -24,7 +24,24 @@ def _ppo(cfg: Any) -> Any:
     return Slots(PPOClipDrift(), AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
 
 
+def _adam(cfg: Any) -> Any:
+    from metarl_cli.rl.slots import AdamOptimiser, PPOClipDrift, Slots
+
+    # The learned-optimiser reference: standard betas, the "L2O Adam" learning rate (Tables 4-6).
+    return Slots(PPOClipDrift(), AdamOptimiser(cfg.l2o_lr, 0.9, 0.999, cfg.adam_eps))
+
+
+def _sgd(cfg: Any) -> Any:
+    from metarl_cli.rl.slots import PPOClipDrift, SGDOptimiser, Slots
+
+    return Slots(PPOClipDrift(), SGDOptimiser(cfg.sgd_lr))
+
+
 BASELINES: Registry[Baseline] = Registry("baseline")
 BASELINES.register(
     "ppo", Baseline("ppo", "PPO clip objective + Adam (paper's per-env LR and betas)", _ppo)
 )
+BASELINES.register(
+    "adam", Baseline("adam", "PPO + Adam at the L2O learning rate, betas 0.9/0.999", _adam)
+)
+BASELINES.register("sgd", Baseline("sgd", "PPO + SGD at the paper's per-env SGD rate", _sgd))

@@ -42,16 +42,53 @@ def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], A
         except UnknownNameError as e:
             raise UnknownNameError(f"{e}; or pass the path of an artefact file") from None
         return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
-    from metarl_cli.artefacts import load_artefact
+    from metarl_cli.artefacts import artefact_digest, load_artefact
+    from metarl_cli.learned.base import get_algorithm
 
     # Validates the file (integrity, manifest) before anything else happens.
-    manifest, _ = load_artefact(target)
-    # Learned algorithms plug in here once their registry exists (learned/).
-    raise ArtefactError(
-        f"{target}: algorithm {manifest.algorithm!r} ({manifest.form}) cannot be evaluated by "
-        f"this version of metarl ({_own_version()}); built-in baselines: "
-        f"{', '.join(BASELINES.names())}"
+    manifest, tensors = load_artefact(target)
+    try:
+        algorithm = get_algorithm(manifest.algorithm)
+    except UnknownNameError:
+        algorithm = None
+    if algorithm is None or manifest.form != "neural":
+        raise ArtefactError(
+            f"{target}: algorithm {manifest.algorithm!r} ({manifest.form}) cannot be evaluated "
+            f"by this version of metarl ({_own_version()})"
+        )
+    if manifest.feature_spec.digest != algorithm.spec.digest:
+        raise ArtefactError(
+            f"{target}: feature spec of {manifest.algorithm!r} v{manifest.feature_spec.version} "
+            f"({manifest.feature_spec.digest[:12]}) does not match this version's "
+            f"v{algorithm.spec.version} ({algorithm.spec.digest[:12]})"
+        )
+    import jax
+    import jax.numpy as jnp
+
+    from metarl_cli.rl.slots import AdamOptimiser, Slots
+
+    theta_slot = jax.tree.map(jnp.asarray, tensors)
+    theta = {"drift": {}, "optimiser": {}}
+    theta[algorithm.slot] = theta_slot
+
+    def build(cfg: TrainConfig) -> Any:
+        kernel = algorithm.kernel(cfg, manifest.architecture)
+        if algorithm.slot == "drift":
+            return Slots(
+                drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps)
+            )
+        return Slots(optimiser=kernel)
+
+    record = Target(
+        kind="artefact",
+        name=Path(target).name,
+        algorithm=manifest.algorithm,
+        path=str(target),
+        digest=artefact_digest(target),
+        form=manifest.form,
+        spec_digest=manifest.feature_spec.digest,
     )
+    return record, build, theta
 
 
 def _own_version() -> str:

@@ -55,6 +55,8 @@ class Target(_Frozen):
     algorithm: str | None = None
     path: str | None = None
     digest: str | None = None
+    form: str | None = None
+    spec_digest: str | None = None
 
 
 class EvalResult(_Frozen):

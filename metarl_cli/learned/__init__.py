@@ -1,0 +1,1 @@
+"""Learned algorithms (LPO, OPEN, No Features) as kernels for the trainer's slots."""

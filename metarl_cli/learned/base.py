@@ -1,0 +1,85 @@
+"""The learned-algorithm protocol: a slot, a versioned feature spec, `init` and `apply`.
+
+A learned algorithm fills one slot of the trainer (`drift` or `optimiser`). Its `FeatureSpec`
+names every input with a one-line meaning and a typical range; the spec's digest goes into
+every artefact, so an artefact trained on one feature set is never run on another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from metarl_cli.registry import Registry
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named input: what it means and the range it usually takes."""
+
+    name: str
+    meaning: str
+    typical_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The ordered inputs of a learned algorithm, versioned."""
+
+    algorithm: str
+    version: int
+    features: tuple[Feature, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the spec's content (names, meanings, ranges, version)."""
+        payload = json.dumps(
+            {
+                "algorithm": self.algorithm,
+                "version": self.version,
+                "features": [[f.name, f.meaning, list(f.typical_range)] for f in self.features],
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class LearnedAlgorithm(Protocol):
+    """What every learned algorithm provides (see `learned/lpo.py` for an example)."""
+
+    name: str
+    slot: str  # "drift" | "optimiser"
+    spec: FeatureSpec
+
+    def init(self, key: Any) -> Any:
+        """Initial meta-parameters theta (the hand-designed reference where possible)."""
+        ...
+
+    def kernel(self, cfg: Any, architecture: dict[str, Any]) -> Any:
+        """The slot object the trainer calls with theta (static, hashable)."""
+        ...
+
+
+ALGORITHMS: Registry[Any] = Registry("learned algorithm")
+
+# Modules that register an algorithm on import (kept lazy: they import JAX).
+_MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open")
+
+
+def get_algorithm(name: str) -> Any:
+    """Imports the algorithm modules and returns the registered algorithm `name`."""
+    import importlib
+
+    for module in _MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return ALGORITHMS.get(name)
