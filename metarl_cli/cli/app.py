@@ -14,6 +14,7 @@ from metarl_cli._version import __version__
 from metarl_cli.cli import bench as bench_cmd
 from metarl_cli.cli import envs as envs_cmd
 from metarl_cli.cli import evaluate as evaluate_cmd
+from metarl_cli.cli import import_cmd
 from metarl_cli.cli import inspect as inspect_cmd
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("envs")(envs_cmd.envs)
 app.command("bench")(bench_cmd.bench)
 app.command("inspect")(inspect_cmd.inspect)
+app.command("import")(import_cmd.import_)
 
 
 def _verbose(argv: list[str]) -> bool:

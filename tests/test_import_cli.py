@@ -1,0 +1,51 @@
+"""`metarl import open` and `metarl evaluate` of imported OPEN optimisers, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metarl_cli.cli.app import main
+from metarl_cli.results import read_result
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "shared/data/open_pretrained"
+needs_data = pytest.mark.skipif(
+    not (PRETRAINED / "asterix_OPEN.npy").exists(), reason="pretrained OPEN files not present"
+)
+
+
+@needs_data
+def test_import_inspect_and_evaluate(tmp_path, capsys):
+    art = tmp_path / "asterix-open.safetensors"
+    assert main(["import", "open", str(PRETRAINED / "asterix_OPEN.npy"), "-o", str(art)]) == 0
+    assert "hidden 16, gru 8" in capsys.readouterr().out
+    assert main(["inspect", str(art), "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert '"algorithm": "open"' in shown and '"minatar/asterix"' in shown
+    result_path = tmp_path / "r.json"
+    tiny = ["--envs", "cartpole", "-n", "1", "--timesteps", "512", "--set", "num_steps=16"]
+    assert main(["evaluate", str(art), *tiny, "-o", str(result_path)]) == 0
+    result = read_result(result_path)
+    assert result.target.algorithm == "open" and result.target.form == "neural"
+    assert np.isfinite(result.envs[0].final_returns[0] or 0.0)
+
+
+@needs_data
+def test_import_of_the_larger_network(tmp_path, capsys):
+    art = tmp_path / "multi.safetensors"
+    assert main(["import", "open", str(PRETRAINED / "multi_OPEN.npy"), "-o", str(art)]) == 0
+    assert "hidden 32, gru 16" in capsys.readouterr().out
+
+
+def test_bad_imports_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "short.npy"
+    np.save(bad, np.zeros(100, np.float32))
+    out = tmp_path / "x.safetensors"
+    assert main(["import", "open", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1211" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main(["import", "lpo", str(bad), "-o", str(out)]) == 2
+    assert "can import 'open'" in capsys.readouterr().err
