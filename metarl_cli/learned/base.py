@@ -57,8 +57,12 @@ class LearnedAlgorithm(Protocol):
     slot: str  # "drift" | "optimiser"
     spec: FeatureSpec
 
-    def init(self, key: Any) -> Any:
-        """Initial meta-parameters theta (the hand-designed reference where possible)."""
+    def default_architecture(self, suite: str) -> dict[str, Any]:
+        """Network sizes of the paper's Table 8 for an environment suite."""
+        ...
+
+    def init(self, key: Any, **architecture: Any) -> Any:
+        """Initial meta-parameters theta for `architecture` (the reference where possible)."""
         ...
 
     def kernel(self, cfg: Any, architecture: dict[str, Any]) -> Any:
@@ -69,7 +73,7 @@ class LearnedAlgorithm(Protocol):
 ALGORITHMS: Registry[Any] = Registry("learned algorithm")
 
 # Modules that register an algorithm on import (kept lazy: they import JAX).
-_MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open")
+_MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open", "metarl_cli.learned.nofeat")
 
 
 def get_algorithm(name: str) -> Any:

@@ -69,6 +69,11 @@ class LPO:
     slot: str = "drift"
     spec: FeatureSpec = SPEC
 
+    def default_architecture(self, suite: str) -> dict[str, int]:
+        """Table 8: one hidden layer of 128 units for every suite."""
+        del suite
+        return {"hidden": 128}
+
     def init(self, key: jax.Array, hidden: int = 128) -> dict:
         """theta = 0: the drift is exactly PPO's."""
         del key
