@@ -43,7 +43,7 @@ def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], A
             raise UnknownNameError(f"{e}; or pass the path of an artefact file") from None
         return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
     from metarl_cli.artefacts import artefact_digest, load_artefact
-    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.base import get_algorithm, slots_for
 
     # Validates the file (integrity, manifest) before anything else happens.
     manifest, tensors = load_artefact(target)
@@ -65,19 +65,12 @@ def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], A
     import jax
     import jax.numpy as jnp
 
-    from metarl_cli.rl.slots import AdamOptimiser, Slots
-
     theta_slot = jax.tree.map(jnp.asarray, tensors)
     theta = {"drift": {}, "optimiser": {}}
     theta[algorithm.slot] = theta_slot
 
     def build(cfg: TrainConfig) -> Any:
-        kernel = algorithm.kernel(cfg, manifest.architecture)
-        if algorithm.slot == "drift":
-            return Slots(
-                drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps)
-            )
-        return Slots(optimiser=kernel)
+        return slots_for(algorithm, cfg, manifest.architecture)
 
     record = Target(
         kind="artefact",

@@ -10,10 +10,9 @@ from conftest import tiny_config
 from metarl_cli.artefacts import load_artefact
 from metarl_cli.envs import make_env
 from metarl_cli.evaluation import evaluate
-from metarl_cli.learned.base import ALGORITHMS, get_algorithm
+from metarl_cli.learned.base import ALGORITHMS, get_algorithm, slots_for
 from metarl_cli.learned.io import save_learned
 from metarl_cli.rl.ppo import make_train
-from metarl_cli.rl.slots import AdamOptimiser, Slots
 
 get_algorithm("lpo")  # imports every algorithm module so the registry is complete
 NAMES = ALGORITHMS.names()
@@ -31,11 +30,7 @@ def test_algorithm_trains_and_round_trips_through_an_artefact(name, tmp_path):
     cfg = tiny_config("classic/cartpole", num_minibatches=2)
     arch = alg.default_architecture(cfg.suite)
     theta_slot = alg.init(jax.random.key(0), **arch)
-    kernel = alg.kernel(cfg, arch)
-    if alg.slot == "drift":
-        slots = Slots(drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
-    else:
-        slots = Slots(optimiser=kernel)
+    slots = slots_for(alg, cfg, arch)
     theta = {"drift": {}, "optimiser": {}, alg.slot: theta_slot}
     out = jax.jit(make_train(cfg, make_env(cfg), slots))(theta, jax.random.key(0))
     assert np.isfinite(out.losses).all()

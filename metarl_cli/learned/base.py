@@ -87,3 +87,17 @@ def get_algorithm(name: str) -> Any:
             if e.name != module:
                 raise
     return ALGORITHMS.get(name)
+
+
+def slots_for(algorithm: Any, cfg: Any, architecture: dict[str, Any]) -> Any:
+    """The trainer's slots with `algorithm` in its slot and the paper's reference elsewhere.
+
+    A drift is trained with PPO's Adam (per-env lr and betas, Tables 4-6); a learned optimiser
+    with PPO's clipped objective.
+    """
+    from metarl_cli.rl.slots import AdamOptimiser, Slots
+
+    kernel = algorithm.kernel(cfg, architecture)
+    if algorithm.slot == "drift":
+        return Slots(drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
+    return Slots(optimiser=kernel)
