@@ -9,6 +9,8 @@ from rich.console import Console
 
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal:  # piped or captured: rich would assume 80 columns and squeeze tables
+    out.width = 120
 
 
 def print_json(data: Any) -> None:
