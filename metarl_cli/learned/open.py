@@ -257,62 +257,69 @@ class OpenOptimiser:
     def update(self, theta, grads, state, params, ctx):
         decays = jnp.asarray(DECAYS, jnp.float32)
         nets = sorted(params)
-        n_leaves = sum(len(jax.tree.leaves(params[n])) for n in nets)
-        keys = list(jax.random.split(ctx.key, n_leaves))
         acts_all = ctx.activations or {}
-
-        new_state, raw_updates = {}, {}
+        # Features are built per tensor (the normalisation is per tensor), then every scalar
+        # parameter of both networks goes through the network in ONE call: a few large ops
+        # instead of a dozen small ones per leaf.
+        feats, carries, masks, layout, moms = [], [], [], [], {}
         for net in nets:
             p_tree, g_tree, st = params[net], grads[net], state[net]
-            mom = jax.tree.map(
+            moms[net] = jax.tree.map(
                 lambda m, g: decays * m + (1.0 - decays) * g[..., None], st["mom"], g_tree
             )
             order = _layer_order(p_tree)
             denom = max(len(order) - 1, 1)
             acts = acts_all.get(net) or {}
-            mask = 1.0 if net == "actor" else 0.0
-
             p_leaves, treedef = jax.tree_util.tree_flatten_with_path(p_tree)
             g_leaves = treedef.flatten_up_to(g_tree)
-            m_leaves = treedef.flatten_up_to(mom)
+            m_leaves = treedef.flatten_up_to(moms[net])
             c_leaves = treedef.flatten_up_to(st["carry"]) if self.recurrent else None
-            us, carries = [], []
             for i, (path, p) in enumerate(p_leaves):
                 layer = _leaf_layer(path)
                 layer_prop = order.index(layer) / denom if layer in order else 0.0
                 act = acts.get(layer) if isinstance(acts, dict) else None
                 dorm = _dormancy(act) if act is not None else jnp.ones(p.shape[-1:], p.dtype)
-                feats = open_features(
-                    p,
-                    g_leaves[i],
-                    m_leaves[i],
-                    ctx.training_prop,
-                    layer_prop,
-                    ctx.epoch_prop,
+                f = open_features(
+                    p, g_leaves[i], m_leaves[i], ctx.training_prop, layer_prop, ctx.epoch_prop,
                     dorm,
-                )
-                carry = c_leaves[i] if self.recurrent else None
-                out, carry = self.network.apply(theta, feats, carry)
-                carries.append(carry)
-                eps = jax.random.normal(keys.pop(), p.shape, p.dtype)
-                step = self.lr_step_mult
-                u = out[..., 0] * step * jnp.exp(out[..., 1] * self.exp_mult)
-                u = u + out[..., 2] * mask * eps * step
-                us.append(u)
-            raw_updates[net] = jax.tree_util.tree_unflatten(treedef, us)
-            s = {"mom": mom}
-            if self.recurrent:
-                s["carry"] = jax.tree_util.tree_unflatten(treedef, carries)
-            new_state[net] = s
+                )  # fmt: skip
+                feats.append(f.reshape(-1, NUM_FEATURES))
+                if self.recurrent:
+                    carries.append(c_leaves[i].reshape(-1, self.gru))
+                masks.append(jnp.full((p.size,), 1.0 if net == "actor" else 0.0, p.dtype))
+                layout.append((net, treedef, i, p.shape))
+        x = jnp.concatenate(feats)
+        carry = jnp.concatenate(carries) if self.recurrent else None
+        out, carry = self.network.apply(theta, x, carry)
+        eps = jax.random.normal(ctx.key, (x.shape[0],), x.dtype)
+        step = self.lr_step_mult
+        u = out[:, 0] * step * jnp.exp(out[:, 1] * self.exp_mult)
+        u = u + out[:, 2] * jnp.concatenate(masks) * eps * step
+        u = u - u.mean()  # the global zero-mean update over actor and critic
 
-        leaves = jax.tree.leaves(raw_updates)
-        total = sum(jnp.sum(u) for u in leaves)
-        count = sum(u.size for u in leaves)
-        mean = total / count
-        new_params = {
-            net: jax.tree.map(lambda p, u: p - (u - mean), params[net], raw_updates[net])
-            for net in nets
-        }
+        per_net: dict = {net: {"u": {}, "c": {}} for net in nets}
+        offset = 0
+        for net, treedef, i, shape in layout:
+            size = math.prod(shape)
+            per_net[net]["treedef"] = treedef
+            per_net[net]["u"][i] = u[offset : offset + size].reshape(shape)
+            if self.recurrent:
+                per_net[net]["c"][i] = carry[offset : offset + size].reshape((*shape, self.gru))
+            offset += size
+        new_params, new_state = {}, {}
+        for net in nets:
+            entry = per_net[net]
+            n = len(entry["u"])
+            updates = jax.tree_util.tree_unflatten(
+                entry["treedef"], [entry["u"][i] for i in range(n)]
+            )
+            new_params[net] = jax.tree.map(lambda p, d: p - d, params[net], updates)
+            s = {"mom": moms[net]}
+            if self.recurrent:
+                s["carry"] = jax.tree_util.tree_unflatten(
+                    entry["treedef"], [entry["c"][i] for i in range(n)]
+                )
+            new_state[net] = s
         return new_params, new_state
 
 
