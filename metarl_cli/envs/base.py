@@ -63,6 +63,16 @@ class VecEnv(Protocol):
         ...
 
 
+def where_tree(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Per-env `jnp.where` over two pytrees whose leaves have leading axis N."""
+
+    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
+        m = mask.reshape(mask.shape + (1,) * (jnp.ndim(b) - 1))
+        return jnp.where(m, a, b)
+
+    return jax.tree.map(pick, on_true, on_false)
+
+
 @struct.dataclass
 class LogState:
     inner: Any

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from metarl_cli.envs.base import EnvSpec, StepOut
+from metarl_cli.envs.base import EnvSpec, StepOut, where_tree
 
 
 @struct.dataclass
@@ -35,16 +35,6 @@ class BraxVecState:
     env_state: Any
     first_state: Any
     steps: jax.Array
-
-
-def _where_tree(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Per-env `jnp.where` over two pytrees whose leaves have leading axis N."""
-
-    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-        m = mask.reshape(mask.shape + (1,) * (jnp.ndim(b) - 1))
-        return jnp.where(m, a, b)
-
-    return jax.tree.map(pick, on_true, on_false)
 
 
 class BraxVecEnv:
@@ -134,7 +124,7 @@ class BraxVecEnv:
         final_obs = env_state.obs.astype(jnp.float32)
         # Read the reward before the reset: the first state's reward is 0.
         reward = env_state.reward.astype(jnp.float32)
-        env_state = _where_tree(done, state.first_state, env_state)
+        env_state = where_tree(done, state.first_state, env_state)
         steps = jnp.where(done, 0, steps)
         return StepOut(
             obs=env_state.obs.astype(jnp.float32),

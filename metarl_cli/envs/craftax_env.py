@@ -24,19 +24,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from metarl_cli.envs.base import EnvSpec, StepOut
+from metarl_cli.envs.base import EnvSpec, StepOut, where_tree
 
 DEFAULT_NAME = "Craftax-Classic-Symbolic-v1"
-
-
-def _where_tree(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Per-env `jnp.where` over two pytrees whose leaves have leading axis N."""
-
-    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-        m = mask.reshape(mask.shape + (1,) * (jnp.ndim(b) - 1))
-        return jnp.where(m, a, b)
-
-    return jax.tree.map(pick, on_true, on_false)
 
 
 class CraftaxVecEnv:
@@ -128,7 +118,7 @@ class CraftaxVecEnv:
             fresh_state = jax.tree.map(lambda x: x[slot], pool_state)
             return (
                 jnp.where(done[:, None], fresh_obs, obs),
-                _where_tree(done, fresh_state, state),
+                where_tree(done, fresh_state, state),
             )
 
         obs, state = lax.cond(done.any(), reset_done, lambda operand: operand, (final_obs, state))

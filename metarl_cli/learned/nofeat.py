@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from metarl_cli.learned.open import DECAYS, _second_moment_normalise
+from metarl_cli.learned.open import _mlp as _open_mlp
 
 __all__ = [
     "NUM_FEATURES",
@@ -38,18 +39,8 @@ NUM_FEATURES = 8
 
 
 def _mlp(hidden: int) -> nn.Sequential:
-    """Dense(h)-LN-relu-Dense(h)-LN-relu-Dense(2) (parameter names `layers_i` at the root)."""
-    return nn.Sequential(
-        [
-            nn.Dense(hidden),
-            nn.LayerNorm(),
-            nn.relu,
-            nn.Dense(hidden),
-            nn.LayerNorm(),
-            nn.relu,
-            nn.Dense(2),
-        ]
-    )
+    """Dense(h)-LN-relu-Dense(h)-LN-relu-Dense(2), OPEN's MLP with two outputs."""
+    return _open_mlp(hidden, out=2)
 
 
 def init_theta(key: jax.Array, hidden: int = 16) -> dict[str, Any]:

@@ -56,8 +56,9 @@ OPEN_NPY_ARCHS: dict[int, tuple[int, int]] = {1211: (16, 8), 3571: (32, 16)}
 # Network
 
 
-def _mlp(hidden: int) -> nn.Sequential:
-    """The MLP as a top-level `nn.Sequential` (parameter names `layers_i` at the root)."""
+def _mlp(hidden: int, out: int = 3) -> nn.Sequential:
+    """Dense(h)-LN-relu-Dense(h)-LN-relu-Dense(out) as a top-level `nn.Sequential` (parameter
+    names `layers_i` at the root, as in the original checkpoints)."""
     return nn.Sequential(
         [
             nn.Dense(hidden),
@@ -66,7 +67,7 @@ def _mlp(hidden: int) -> nn.Sequential:
             nn.Dense(hidden),
             nn.LayerNorm(),
             nn.relu,
-            nn.Dense(3),
+            nn.Dense(out),
         ]
     )
 
