@@ -18,6 +18,7 @@ bootstraps through them) unless the player also died on that step.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -48,9 +49,7 @@ class CraftaxVecEnv:
         self.num_envs = num_envs
         self.reset_pool = reset_pool
         obs_shape = self.env.observation_space(self.params).shape
-        obs_dim = 1
-        for d in obs_shape:
-            obs_dim *= int(d)
+        obs_dim = math.prod(int(d) for d in obs_shape)
         self.spec = EnvSpec(
             env_id=env_id,
             obs_dim=obs_dim,

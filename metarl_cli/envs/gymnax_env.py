@@ -8,6 +8,7 @@ terminal state.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -26,9 +27,7 @@ class GymnaxVecEnv:
         self.num_envs = num_envs
         obs_shape = self.env.observation_space(self.params).shape
         action_space = self.env.action_space(self.params)
-        obs_dim = 1
-        for d in obs_shape:
-            obs_dim *= int(d)
+        obs_dim = math.prod(int(d) for d in obs_shape)
         self.spec = EnvSpec(
             env_id=env_id,
             obs_dim=obs_dim,
