@@ -29,3 +29,7 @@ class ArtefactError(MetarlError):
 
 class EvaluationError(MetarlError):
     """A result file is missing or invalid."""
+
+
+class KernelError(MetarlError):
+    """A code or symbolic kernel that fails its checks (forbidden construct, unknown name)."""

@@ -31,8 +31,13 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], Any]:
-    """Returns (target record, cfg -> Slots, theta) for a baseline name or an artefact path."""
+def resolve_target(
+    target: str, expect_algorithm: str | None = None
+) -> tuple[Target, Callable[[TrainConfig], Any], Any]:
+    """Returns (target record, cfg -> Slots, theta) for a baseline name or an artefact path.
+
+    `expect_algorithm`: refuse an artefact (or baseline) of any other algorithm.
+    """
     from metarl_cli.rl.slots import empty_theta
 
     looks_like_file = target.endswith(".safetensors") or "/" in target or Path(target).exists()
@@ -41,17 +46,26 @@ def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], A
             baseline = BASELINES.get(target)
         except UnknownNameError as e:
             raise UnknownNameError(f"{e}; or pass the path of an artefact file") from None
+        if expect_algorithm is not None:
+            raise ArtefactError(
+                f"{target!r} is a hand-designed baseline, not a {expect_algorithm!r} artefact"
+            )
         return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
     from metarl_cli.artefacts import artefact_digest, load_artefact
     from metarl_cli.learned.base import get_algorithm, slots_for
 
     # Validates the file (integrity, manifest) before anything else happens.
     manifest, tensors = load_artefact(target)
+    if expect_algorithm is not None and manifest.algorithm != expect_algorithm:
+        raise ArtefactError(
+            f"{target} is a {manifest.algorithm!r} artefact ({manifest.slot} slot, "
+            f"{manifest.form}); expected a {expect_algorithm!r} artefact"
+        )
     try:
         algorithm = get_algorithm(manifest.algorithm)
     except UnknownNameError:
         algorithm = None
-    if algorithm is None or manifest.form != "neural":
+    if algorithm is None or manifest.form not in algorithm.forms:
         raise ArtefactError(
             f"{target}: algorithm {manifest.algorithm!r} ({manifest.form}) cannot be evaluated "
             f"by this version of metarl ({_own_version()})"
@@ -65,12 +79,16 @@ def resolve_target(target: str) -> tuple[Target, Callable[[TrainConfig], Any], A
     import jax
     import jax.numpy as jnp
 
-    theta_slot = jax.tree.map(jnp.asarray, tensors)
+    from metarl_cli.learned.base import check_form
+
+    text = manifest.expression if manifest.form == "symbolic" else manifest.source
+    check_form(algorithm, manifest.form, text)  # a code kernel is re-checked on every load
     theta = {"drift": {}, "optimiser": {}}
-    theta[algorithm.slot] = theta_slot
+    if manifest.form == "neural":
+        theta[algorithm.slot] = jax.tree.map(jnp.asarray, tensors)
 
     def build(cfg: TrainConfig) -> Any:
-        return slots_for(algorithm, cfg, manifest.architecture)
+        return slots_for(algorithm, cfg, manifest.architecture, form=manifest.form, text=text)
 
     record = Target(
         kind="artefact",
@@ -113,6 +131,7 @@ def evaluate(
     overrides: dict[str, Any] | None = None,
     file_values: dict[str, Any] | None = None,
     on_event: Callable[[str, str], None] | None = None,
+    expect_algorithm: str | None = None,
 ) -> EvalResult:
     """Trains `num_runs` seeds of `target` on each env and returns the validated result.
 
@@ -126,15 +145,17 @@ def evaluate(
         timesteps: budget per run (overrides the preset).
         overrides: `--set` values; file_values: `--config` file values.
         on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
+        expect_algorithm: refuse an artefact of any other algorithm.
     """
     if num_runs < 1:
         raise ConfigError(f"--num-runs must be at least 1, got {num_runs}")
-    record, build_slots, theta = resolve_target(target)
+    record, build_slots, theta = resolve_target(target, expect_algorithm)
     configs = [
         build_config(e, timesteps=timesteps, overrides=overrides, file_values=file_values)
         for e in env_ids
     ]
     import jax
+    import numpy as np
 
     from metarl_cli.analysis.stats import summarise
     from metarl_cli.envs import make_env
@@ -168,6 +189,7 @@ def evaluate(
                 compile_s=timing.compile_s,
                 run_s=timing.run_s,
                 env_steps_per_s=num_runs * cfg.env_steps / max(timing.run_s, 1e-9),
+                diverged=[not bool(np.all(np.isfinite(row))) for row in np.asarray(out.losses)],
             )
         )
     return EvalResult(

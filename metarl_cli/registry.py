@@ -25,6 +25,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T, aliases: tuple[str, ...] = ()) -> T:
         """Adds `entry` under `name` and its `aliases`; a duplicate name is a programming error."""
+        name, aliases = name.lower(), tuple(a.lower() for a in aliases)
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")

@@ -45,6 +45,7 @@ class EnvResult(_Frozen):
     compile_s: float
     run_s: float
     env_steps_per_s: float
+    diverged: list[bool] = []  # the run's final losses were NaN or infinite
 
 
 class Target(_Frozen):

@@ -48,4 +48,4 @@ def test_bad_imports_are_one_line_errors(tmp_path, capsys):
     assert "1211" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
     assert main(["import", "lpo", str(bad), "-o", str(out)]) == 2
-    assert "can import 'open'" in capsys.readouterr().err
+    assert "unknown import kind 'lpo'" in capsys.readouterr().err

@@ -10,12 +10,13 @@ from conftest import tiny_config
 
 from metarl_cli.learned.nofeat import (
     NoFeatAlgorithm,
-    NoFeatOptimiser,
     _mlp,
     init_theta,
     nofeat_features,
+    nofeat_optimiser,
     theta_size,
 )
+from metarl_cli.learned.perparam import Layout
 from metarl_cli.rl.slots import OptContext
 
 
@@ -43,7 +44,7 @@ def test_registry_and_spec():
     ]
     assert algo.default_architecture("minatar") == {"hidden": 16}
     opt = algo.kernel(None, {"hidden": 32})
-    assert opt == NoFeatOptimiser(32) and opt.separate_clip and not opt.needs_activations
+    assert opt == nofeat_optimiser(32) and opt.separate_clip and not opt.needs_activations
 
 
 def test_features_normalised():
@@ -81,11 +82,12 @@ def _flat_delta(new, old):
 
 
 def test_update_zero_mean_finite_and_momenta_first():
-    opt = NoFeatOptimiser(16)
+    opt = nofeat_optimiser(16)
     theta = init_theta(jax.random.key(7), 16)
     params, grads, ctx = _toy_problem()
     state = opt.init(theta, params, jax.random.key(0))
-    assert set(state) == {"actor", "critic"}
+    layout = Layout(params)
+    assert state["mom"].shape == (layout.size, 6)
     new, state2 = jax.jit(opt.update)(theta, grads, state, params, ctx)
     flat = _flat_delta(new, params)
     assert np.all(np.isfinite(flat))
@@ -94,14 +96,14 @@ def test_update_zero_mean_finite_and_momenta_first():
     # momenta updated before features: m = (1 - b) * g after one step from zero
     for net in ("actor", "critic"):
         g = grads[net]["mlp"]["head"]["kernel"]
-        m = state2[net]["mom"]["mlp"]["head"]["kernel"]
+        m = layout.unflatten(state2["mom"])[net]["mlp"]["head"]["kernel"]
         assert m.shape == (*g.shape, 6)
         np.testing.assert_allclose(m[..., 0], 0.9 * g, rtol=1e-6)
         np.testing.assert_allclose(m[..., 5], (1 - np.float32(0.9999)) * g, rtol=1e-5)
     # and the features the network saw used the updated momenta: recompute by hand
     p = params["actor"]["mlp"]["dense_0"]["kernel"]
     g = grads["actor"]["mlp"]["dense_0"]["kernel"]
-    m = state2["actor"]["mom"]["mlp"]["dense_0"]["kernel"]
+    m = layout.unflatten(state2["mom"])["actor"]["mlp"]["dense_0"]["kernel"]
     out = _mlp(16).apply(theta, nofeat_features(p, g, m))
     u = np.asarray(out[..., 0] * 1e-3 * jnp.exp(out[..., 1] * 1e-3))
     d = np.asarray(new["actor"]["mlp"]["dense_0"]["kernel"] - p)
@@ -110,7 +112,7 @@ def test_update_zero_mean_finite_and_momenta_first():
 
 
 def test_zero_theta_leaves_params_unchanged():
-    opt = NoFeatOptimiser(16)
+    opt = nofeat_optimiser(16)
     params, grads, ctx = _toy_problem()
     state = opt.init(None, params, jax.random.key(0))
     zero = jax.tree.map(jnp.zeros_like, init_theta(jax.random.key(0), 16))
@@ -124,7 +126,7 @@ def test_nofeat_in_real_trainer():
     from metarl_cli.rl.slots import Slots
 
     cfg = tiny_config("classic/cartpole")
-    trainer = make_train(cfg, make_env(cfg), Slots(optimiser=NoFeatOptimiser(16)))
+    trainer = make_train(cfg, make_env(cfg), Slots(optimiser=nofeat_optimiser(16)))
     theta = {"drift": {}, "optimiser": NoFeatAlgorithm().init(jax.random.key(0))}
     out = jax.jit(trainer)(theta, jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(out.losses)))

@@ -12,14 +12,15 @@ from conftest import tiny_config
 
 from metarl_cli.errors import ArtefactError
 from metarl_cli.learned.open import (
-    OpenOptimiser,
     flatten_theta,
     import_open_npy,
     init_theta,
     open_features,
+    open_optimiser,
     theta_size,
     unflatten_theta,
 )
+from metarl_cli.learned.perparam import Layout
 from metarl_cli.rl.slots import OptContext
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "shared/data/open_pretrained"
@@ -124,7 +125,7 @@ def _delta(new, old):
 
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_update_zero_mean_and_finite(recurrent):
-    opt = OpenOptimiser(16, 8, recurrent)
+    opt = open_optimiser(16, 8, recurrent)
     theta = init_theta(jax.random.key(7), 16, 8, recurrent)
     params, grads, ctx = _toy_problem()
     state = opt.init(theta, params, jax.random.key(0))
@@ -136,13 +137,14 @@ def test_update_zero_mean_and_finite(recurrent):
     assert abs(flat.sum()) < 1e-5 * max(1.0, np.abs(flat).sum())
     # momenta updated before features: m = (1 - b) * g after one step from zero
     k = params["actor"]["mlp"]["dense_0"]["kernel"]
-    m = state2["actor"]["mom"]["mlp"]["dense_0"]["kernel"]
+    layout = Layout(params)
+    m = layout.unflatten(state2["mom"])["actor"]["mlp"]["dense_0"]["kernel"]
     assert m.shape == (*k.shape, 6)
     np.testing.assert_allclose(
         m[..., 0], 0.9 * grads["actor"]["mlp"]["dense_0"]["kernel"], rtol=1e-6
     )
     if recurrent:
-        c = state2["critic"]["carry"]["mlp"]["head"]["kernel"]
+        c = layout.unflatten(state2["rule"]["carry"])["critic"]["mlp"]["head"]["kernel"]
         assert c.shape == (4, 1, 8) and np.abs(np.asarray(c)).max() > 0
 
 
@@ -154,7 +156,7 @@ def _bias_only_theta(bias, recurrent=True):
 
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_output_parameterisation(recurrent):
-    opt = OpenOptimiser(16, 8, recurrent)
+    opt = open_optimiser(16, 8, recurrent)
     params, grads, ctx = _toy_problem()
     state = opt.init(None, params, jax.random.key(0))
     # All-zero theta: o = 0 -> no change at all.
@@ -190,6 +192,7 @@ def test_open_in_real_trainer(recurrent):
         hidden, gru = 16, 8
         opt_theta = init_theta(jax.random.key(0), hidden, gru, recurrent=False)
     cfg = tiny_config("classic/cartpole")
-    trainer = make_train(cfg, make_env(cfg), Slots(optimiser=OpenOptimiser(hidden, gru, recurrent)))
+    slots = Slots(optimiser=open_optimiser(hidden, gru, recurrent))
+    trainer = make_train(cfg, make_env(cfg), slots)
     out = jax.jit(trainer)({"drift": {}, "optimiser": opt_theta}, jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(out.losses)))

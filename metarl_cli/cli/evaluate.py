@@ -38,6 +38,10 @@ def evaluate(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    algo: Annotated[
+        str | None,
+        typer.Option("--algo", help="Refuse an artefact of any other algorithm (e.g. lpo)."),
+    ] = None,
 ) -> None:
     """Train with TARGET on each env for --num-runs seeds; report final returns (mean, IQM)."""
     from metarl_cli.config import parse_set, read_config_file
@@ -85,6 +89,7 @@ def evaluate(
             overrides=overrides,
             file_values=file_values,
             on_event=on_event,
+            expect_algorithm=algo,
         )
     finally:
         status.stop()
@@ -130,7 +135,15 @@ def _table(result) -> None:
     out.print(table)
     times = ", ".join(f"{e.env_id} {e.compile_s:.1f}s/{e.run_s:.1f}s" for e in result.envs)
     out.print(f"compile/run: {times}", style="dim")
-    missing = [e.env_id for e in result.envs if e.summary.n < result.num_runs]
+    for e in result.envs:
+        if any(e.diverged):
+            out.print(
+                f"[yellow]warning:[/] {sum(e.diverged)} of {len(e.diverged)} run(s) on "
+                f"{e.env_id} diverged (NaN or infinite loss)"
+            )
+    missing = [
+        e.env_id for e in result.envs if e.summary.n < result.num_runs and not any(e.diverged)
+    ]
     if missing:
         out.print(
             f"[yellow]note:[/] no episode finished in the final window for some runs of "

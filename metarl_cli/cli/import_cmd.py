@@ -1,4 +1,5 @@
-"""`metarl import`: turn an original checkpoint into a metarl artefact."""
+"""`metarl import`: turn an original checkpoint, a code file, an expression or one of the
+paper's functions into a metarl artefact."""
 
 from __future__ import annotations
 
@@ -7,34 +8,85 @@ from typing import Annotated
 
 import typer
 
-from metarl_cli.cli._output import out
+from metarl_cli.cli._output import out, print_json
+
+KINDS = ("open", "code", "symbolic", "paper")
 
 
 def import_(
-    algorithm: Annotated[str, typer.Argument(help="Algorithm of the checkpoint: open.")],
-    checkpoint: Annotated[Path, typer.Argument(help="The original flat .npy file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="open: a released OPEN .npy; code: a .py file; symbolic: an expression or a "
+            "file holding one; paper: a function of the paper's Supplement C by name."
+        ),
+    ],
+    source: Annotated[
+        str | None, typer.Argument(help="The file, expression or paper function name.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Artefact to write.")
+    ] = None,
+    algo: Annotated[
+        str | None,
+        typer.Option("--algo", help="Algorithm the kernel belongs to (code, symbolic)."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", help="Environment(s) it was trained on.")
     ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the paper's functions (with `paper`).")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print --list as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
-    """Import a released OPEN optimiser (flat .npy, as in AlexGoldie/rl-learned-optimization)."""
-    from metarl_cli.artefacts import MetaLearnerInfo
+    """Write an artefact from an original OPEN checkpoint, code, an expression or the paper.
+
+    Examples: `metarl import open asterix_OPEN.npy -o a.safetensors`;
+    `metarl import code my_drift.py --algo lpo -o d.safetensors`;
+    `metarl import symbolic "relu((r - 1) * A)" --algo lpo -o s.safetensors`;
+    `metarl import paper log_poly_clip -o p.safetensors`; `metarl import paper --list`.
+    """
     from metarl_cli.errors import ConfigError
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown import kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if kind == "paper" and list_:
+        _list_paper(json_)
+        return
+    if source is None:
+        raise ConfigError(f"`metarl import {kind}` needs a SOURCE argument")
+    if output is None:
+        raise ConfigError("missing option --output/-o: the artefact to write")
     from metarl_cli.fsutil import check_writable
 
-    if algorithm != "open":
-        raise ConfigError(f"can import 'open' checkpoints only, not {algorithm!r}")
     check_writable(output, force=force)
+    envs = _envs(env)
+    if kind == "open":
+        _import_open(Path(source), output, envs, force)
+    elif kind == "paper":
+        _import_paper(source, output, envs, force)
+    else:
+        _import_text(kind, source, algo, output, envs, force)
+
+
+def _envs(env: list[str] | None) -> list[str] | None:
+    if not env:
+        return None
     from metarl_cli.envs import resolve_envs
+
+    return resolve_envs(",".join(env))
+
+
+def _import_open(checkpoint: Path, output: Path, envs: list[str] | None, force: bool) -> None:
+    from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.learned.base import get_algorithm
     from metarl_cli.learned.io import save_learned
     from metarl_cli.learned.open import import_open_npy
 
     theta, hidden, gru = import_open_npy(checkpoint)
-    envs = resolve_envs(",".join(env)) if env else _guess_envs(checkpoint)
-    manifest = save_learned(
+    envs = envs if envs is not None else _guess_envs(checkpoint)
+    save_learned(
         output,
         get_algorithm("open"),
         theta,
@@ -45,7 +97,80 @@ def import_(
         force=force,
     )
     out.print(f"wrote {output} (open, hidden {hidden}, gru {gru}, envs {', '.join(envs) or '-'})")
-    del manifest
+
+
+def _import_text(kind: str, source: str, algo: str | None, output: Path, envs, force: bool) -> None:
+    from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.errors import ConfigError
+    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.io import save_kernel
+
+    if algo is None:
+        raise ConfigError(f"`metarl import {kind}` needs --algo (lpo, open, open_ff, nofeat)")
+    algorithm = get_algorithm(algo)
+    path = Path(source)
+    if kind == "code" or (len(source) < 4096 and "\n" not in source and path.is_file()):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read {source}: {e}") from None
+        origin = str(path)
+    else:
+        text, origin = source, "command line"
+    manifest = save_kernel(
+        output,
+        algorithm,
+        kind,
+        text,
+        meta_learner=MetaLearnerInfo(name="import", config={"source": origin}),
+        training_envs=envs or [],
+        force=force,
+    )
+    out.print(f"wrote {output} ({manifest.algorithm}, {kind} form, from {origin})")
+
+
+def _import_paper(name: str, output: Path, envs, force: bool) -> None:
+    from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.io import save_kernel
+    from metarl_cli.learned.library import PAPER
+
+    entry = PAPER.get(name)
+    save_kernel(
+        output,
+        get_algorithm(entry.algorithm),
+        entry.form,
+        entry.text,
+        meta_learner=MetaLearnerInfo(
+            name="llm" if entry.form == "code" else "symbolic", config={"source": entry.origin}
+        ),
+        training_envs=envs if envs is not None else list(entry.training_envs),
+        notes=f"{entry.origin}" + (f"; {entry.note}" if entry.note else ""),
+        force=force,
+    )
+    out.print(f"wrote {output} ({entry.algorithm}, {entry.form} form: {entry.origin})")
+
+
+def _list_paper(json_: bool) -> None:
+    from metarl_cli.learned.library import PAPER
+
+    rows = [PAPER.get(n) for n in PAPER.names()]
+    if json_:
+        print_json(
+            [
+                {"name": e.name, "algorithm": e.algorithm, "form": e.form, "origin": e.origin}
+                for e in rows
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title="Functions of the paper's Supplement C")
+    for col in ("name", "algorithm", "form", "origin"):
+        table.add_column(col)
+    for e in rows:
+        table.add_row(e.name, e.algorithm, e.form, e.origin)
+    out.print(table)
 
 
 def _guess_envs(checkpoint: Path) -> list[str]:

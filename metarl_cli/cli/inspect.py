@@ -45,6 +45,10 @@ def inspect(
     table.add_row("tensors", f"{len(flat)} tensors, {params:,} parameters")
     table.add_row("created", m.created.isoformat(timespec="seconds"))
     table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    if m.expression:
+        table.add_row("expression", m.expression.strip())
+    if m.source:
+        table.add_row("source", m.source.strip())
     if m.notes:
         table.add_row("notes", m.notes)
     out.print(table)

@@ -51,21 +51,48 @@ class FeatureSpec:
 
 
 class LearnedAlgorithm(Protocol):
-    """What every learned algorithm provides (see `learned/lpo.py` for an example)."""
+    """What every learned algorithm provides (see `learned/lpo.py` for an example).
+
+    Three forms of kernel fill the same slot: `neural` (theta + the network, `init`/`apply`),
+    `symbolic` (an expression over `symbolic_variables`) and `code` (Python source of a function
+    with parameters `code_parameters`, checked by `learned/sandbox.py`). `code_inputs`,
+    `code_output` and `warm_start` (the hand-designed reference as code) are what the LLM
+    prompt needs; `sample_inputs` draws the synthetic inputs of distillation.
+    """
 
     name: str
     slot: str  # "drift" | "optimiser"
     spec: FeatureSpec
+    forms: tuple[str, ...]
+    code_parameters: tuple[str, ...]
+    code_output: str
+    warm_start: str
+
+    @property
+    def code_inputs(self) -> dict[str, str]: ...
+
+    @property
+    def symbolic_variables(self) -> dict[str, str]: ...
+
+    def sample_inputs(self, key: Any, n: int) -> dict[str, Any]:
+        """Synthetic raw inputs (reference §5) for distillation and symbolic regression."""
+        ...
 
     def default_architecture(self, suite: str) -> dict[str, Any]:
         """Network sizes of the paper's Table 8 for an environment suite."""
+        ...
+
+    def architecture_for(self, hsize: int) -> dict[str, Any]:
+        """The architecture for `--hsize`."""
         ...
 
     def init(self, key: Any, **architecture: Any) -> Any:
         """Initial meta-parameters theta for `architecture` (the reference where possible)."""
         ...
 
-    def kernel(self, cfg: Any, architecture: dict[str, Any]) -> Any:
+    def kernel(
+        self, cfg: Any, architecture: dict[str, Any], form: str = "neural", text: str | None = None
+    ) -> Any:
         """The slot object the trainer calls with theta (static, hashable)."""
         ...
 
@@ -89,7 +116,35 @@ def get_algorithm(name: str) -> Any:
     return ALGORITHMS.get(name)
 
 
-def slots_for(algorithm: Any, cfg: Any, architecture: dict[str, Any]) -> Any:
+def check_form(algorithm: Any, form: str, text: str | None) -> None:
+    """Validates a kernel's form and text before anything is compiled (one-line errors)."""
+    from metarl_cli.errors import KernelError
+
+    if form not in algorithm.forms:
+        raise KernelError(
+            f"{algorithm.name} has no {form!r} form (forms: {', '.join(algorithm.forms)})"
+        )
+    if form == "neural":
+        return
+    if not text or not text.strip():
+        raise KernelError(f"a {form} kernel needs its text")
+    if form == "code":
+        from metarl_cli.learned.sandbox import load_function
+
+        load_function(text, algorithm.code_parameters)
+    else:
+        from metarl_cli.learned.symbolic import compile_symbolic
+
+        compile_symbolic(text, algorithm.symbolic_variables, algorithm.symbolic_aliases)
+
+
+def slots_for(
+    algorithm: Any,
+    cfg: Any,
+    architecture: dict[str, Any],
+    form: str = "neural",
+    text: str | None = None,
+) -> Any:
     """The trainer's slots with `algorithm` in its slot and the paper's reference elsewhere.
 
     A drift is trained with PPO's Adam (per-env lr and betas, Tables 4-6); a learned optimiser
@@ -97,7 +152,8 @@ def slots_for(algorithm: Any, cfg: Any, architecture: dict[str, Any]) -> Any:
     """
     from metarl_cli.rl.slots import AdamOptimiser, Slots
 
-    kernel = algorithm.kernel(cfg, architecture)
+    check_form(algorithm, form, text)
+    kernel = algorithm.kernel(cfg, architecture, form=form, text=text)
     if algorithm.slot == "drift":
         return Slots(drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
     return Slots(optimiser=kernel)

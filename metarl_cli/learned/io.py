@@ -36,3 +36,36 @@ def save_learned(
         notes=notes,
     )
     return save_artefact(path, theta, manifest, force=force)
+
+
+def save_kernel(
+    path: str | Path,
+    algorithm: Any,
+    form: str,
+    text: str,
+    *,
+    meta_learner: MetaLearnerInfo | None = None,
+    training_envs: list[str] | None = None,
+    parent_digest: str | None = None,
+    notes: str = "",
+    force: bool = False,
+) -> Manifest:
+    """Writes a symbolic or code kernel (checked first) as an artefact without tensors."""
+    from metarl_cli.evaluation import package_versions
+    from metarl_cli.learned.base import check_form
+
+    check_form(algorithm, form, text)
+    manifest = Manifest(
+        algorithm=algorithm.name,
+        slot=algorithm.slot,
+        form=form,
+        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+        expression=text if form == "symbolic" else None,
+        source=text if form == "code" else None,
+        meta_learner=meta_learner,
+        training_envs=training_envs or [],
+        parent_digest=parent_digest,
+        versions=package_versions(),
+        notes=notes,
+    )
+    return save_artefact(path, {}, manifest, force=force)

@@ -11,6 +11,7 @@ where evolution starts ("initialised at PPO").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,17 +63,105 @@ class LPODrift:
 
 
 @dataclass(frozen=True)
+class SymbolicDrift:
+    """A symbolic drift: `relu(f(r, A, ...))` (the original subtracted 1e-6 before the relu and
+    added no PPO term; reference §6.4)."""
+
+    kernel: Any  # SymbolicKernel
+
+    def __call__(self, theta, ratio, advantage, clip_eps):
+        del theta
+        values = dict(zip(SPEC.names, jnp.moveaxis(features(ratio, advantage), -1, 0), strict=True))
+        values.update(
+            r=ratio,
+            A=advantage,
+            log_r=jnp.log(ratio),
+            r_minus_1=ratio - 1.0,
+            epsilon=jnp.full_like(ratio, clip_eps),
+        )
+        return jax.nn.relu(self.kernel(**values))
+
+
+@dataclass(frozen=True)
+class CodeDrift:
+    """A code drift (Supplement D): `drift = f(ratio, advantage, epsilon)`, used as returned."""
+
+    source: str
+
+    def __call__(self, theta, ratio, advantage, clip_eps):
+        del theta
+        from metarl_cli.learned.sandbox import load_function_cached
+
+        fn = load_function_cached(self.source, CODE_PARAMETERS)
+        out = fn(ratio, advantage, clip_eps)
+        return jnp.broadcast_to(jnp.asarray(out, ratio.dtype), ratio.shape)
+
+
+CODE_PARAMETERS = ("ratio", "advantage", "epsilon")
+CODE_INPUTS = {
+    "ratio": "r, the ratio of the new policy to the previous policy for the taken action",
+    "advantage": "A, the GAE advantage estimate (normalised per minibatch)",
+    "epsilon": "the clip epsilon value used in PPO",
+}
+SYMBOLIC_VARIABLES = {
+    "r": "the policy ratio pi / pi_old",
+    "A": "the normalised advantage",
+    "log_r": "log r",
+    "r_minus_1": "r - 1",
+    "epsilon": "PPO's clip epsilon",
+    **{f.name: f.meaning for f in SPEC.features},
+}
+WARM_START = """def PPO_clip(ratio, advantage, epsilon):
+    ratio_clip = ratio - jnp.clip(ratio, 1 - epsilon, 1 + epsilon)
+    ratio_adv = ratio_clip * advantage
+    drift = nn.relu(ratio_adv)
+    return drift
+"""
+
+
+@dataclass(frozen=True)
 class LPO:
     """The LPO learned algorithm (registry id `lpo`)."""
 
     name: str = "lpo"
     slot: str = "drift"
     spec: FeatureSpec = SPEC
+    forms: tuple[str, ...] = ("neural", "symbolic", "code")
+    code_parameters: tuple[str, ...] = CODE_PARAMETERS
+    code_output: str = (
+        "drift: non-negative everywhere, zero at r = 1 with zero gradient in r at r = 1; the "
+        "actor loss is -mean(r * A - drift)"
+    )
+    warm_start: str = WARM_START
+
+    @property
+    def code_inputs(self) -> dict[str, str]:
+        return dict(CODE_INPUTS)
+
+    @property
+    def symbolic_variables(self) -> dict[str, str]:
+        return dict(SYMBOLIC_VARIABLES)
+
+    @property
+    def symbolic_aliases(self) -> dict[str, str]:
+        return {"ratio": "r", "advantage": "A"}
+
+    def sample_inputs(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
+        """Ratios and advantages over the distillation grid's ranges (reference §5.5):
+        `log r ~ U(-2, 2)`, `A ~ U(-8, 8)`."""
+        k1, k2 = jax.random.split(key)
+        return {
+            "ratio": jnp.exp(jax.random.uniform(k1, (n,), minval=-2.0, maxval=2.0)),
+            "advantage": jax.random.uniform(k2, (n,), minval=-8.0, maxval=8.0),
+        }
 
     def default_architecture(self, suite: str) -> dict[str, int]:
         """Table 8: one hidden layer of 128 units for every suite."""
         del suite
         return {"hidden": 128}
+
+    def architecture_for(self, hsize: int) -> dict[str, int]:
+        return {"hidden": int(hsize)}
 
     def init(self, key: jax.Array, hidden: int = 128) -> dict:
         """theta = 0: the drift is exactly PPO's."""
@@ -80,9 +169,17 @@ class LPO:
         n = len(SPEC.features)
         return {"w1": jnp.zeros((n, hidden)), "w2": jnp.zeros((hidden, 1))}
 
-    def kernel(self, cfg, architecture: dict) -> LPODrift:
+    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
         del cfg
-        return LPODrift(hidden=int(architecture.get("hidden", 128)))
+        if form == "neural":
+            return LPODrift(hidden=int(architecture.get("hidden", 128)))
+        if form == "symbolic":
+            from metarl_cli.learned.symbolic import compile_symbolic
+
+            return SymbolicDrift(
+                compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
+            )
+        return CodeDrift(text)
 
 
 ALGORITHMS.register("lpo", LPO())

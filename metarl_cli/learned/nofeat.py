@@ -23,15 +23,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metarl_cli.learned.open import DECAYS, _second_moment_normalise
 from metarl_cli.learned.open import _mlp as _open_mlp
+from metarl_cli.learned.open import _second_moment_normalise
+from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES, PerParamOptimiser
 
 __all__ = [
     "NUM_FEATURES",
     "NoFeatAlgorithm",
-    "NoFeatOptimiser",
+    "NoFeatRule",
     "init_theta",
     "nofeat_features",
+    "nofeat_optimiser",
     "theta_size",
 ]
 
@@ -62,54 +64,73 @@ def nofeat_features(p: jax.Array, g: jax.Array, m: jax.Array) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class NoFeatOptimiser:
-    """No Features as a trainer optimiser slot; `theta` is the tree from `init_theta`.
-
-    State: `{"actor"|"critic": {"mom": tree of p.shape + (6,)}}` (separate per network).
-    """
+class NoFeatRule:
+    """Neural No Features: normalised `[p, m x6, g]` -> MLP -> `o0 * 1e-3 * exp(o1 * 1e-3)`."""
 
     hidden: int = 16
     lr_step_mult: float = 0.001
     exp_mult: float = 0.001
-    separate_clip: bool = True
     needs_activations: bool = False
 
-    def init(self, theta, params, key):
-        del theta, key
-        return {
-            net: {"mom": jax.tree.map(lambda x: jnp.zeros((*x.shape, len(DECAYS)), x.dtype), p)}
-            for net, p in params.items()
-        }
+    def init_state(self, n: int):
+        del n
+        return {}
 
-    def update(self, theta, grads, state, params, ctx):
-        del ctx
-        decays = jnp.asarray(DECAYS, jnp.float32)
-        net_fn = _mlp(self.hidden)
-        nets = sorted(params)
+    def __call__(self, theta, inputs, state):
+        out = _mlp(self.hidden).apply(theta, flat_features(inputs))
+        return out[:, 0] * self.lr_step_mult * jnp.exp(out[:, 1] * self.exp_mult), state
 
-        new_state, raw_updates = {}, {}
-        for net in nets:
-            p_tree, g_tree = params[net], grads[net]
-            mom = jax.tree.map(
-                lambda m, g: decays * m + (1.0 - decays) * g[..., None],
-                state[net]["mom"],
-                g_tree,
-            )
 
-            def leaf_update(p, g, m):
-                out = net_fn.apply(theta, nofeat_features(p, g, m))
-                return out[..., 0] * self.lr_step_mult * jnp.exp(out[..., 1] * self.exp_mult)
+def flat_features(inputs) -> jax.Array:
+    """The 8 inputs over the flat parameter vector, normalised per tensor: [N, 8]."""
+    x = jnp.concatenate([inputs.p[:, None], inputs.mom, inputs.g[:, None]], axis=-1)
+    return inputs.layout.segment_rms_normalise(x)
 
-            raw_updates[net] = jax.tree.map(leaf_update, p_tree, g_tree, mom)
-            new_state[net] = {"mom": mom}
 
-        leaves = jax.tree.leaves(raw_updates)
-        mean = sum(jnp.sum(u) for u in leaves) / sum(u.size for u in leaves)
-        new_params = {
-            net: jax.tree.map(lambda p, u: p - (u - mean), params[net], raw_updates[net])
-            for net in nets
-        }
-        return new_params, new_state
+@dataclass(frozen=True)
+class NoFeatSymbolicRule:
+    """Symbolic No Features: `u = f(p, m_0_1, .., m_0_9999, g)` on the normalised inputs (the
+    inputs distillation trains on; the original evaluated raw inputs, reference §3.6), made
+    zero-mean."""
+
+    kernel: Any
+    needs_activations: bool = False
+
+    def init_state(self, n: int):
+        del n
+        return {}
+
+    def __call__(self, theta, inputs, state):
+        del theta
+        x = flat_features(inputs)
+        return self.kernel(**{name: x[:, i] for i, name in enumerate(FEATURE_NAMES)}), state
+
+
+@dataclass(frozen=True)
+class NoFeatCodeRule:
+    """Code No Features (Supplement D): `update = f(p, m_0_1, .., m_0_9999, g, lr)` on raw
+    inputs, `lr = sgd_lr * lr_scale`, `p <- p - update`."""
+
+    source: str
+    base_lr: float
+    needs_activations: bool = False
+
+    def init_state(self, n: int):
+        del n
+        return {}
+
+    def __call__(self, theta, inputs, state):
+        del theta
+        from metarl_cli.learned.sandbox import load_function_cached
+
+        fn = load_function_cached(self.source, CODE_PARAMETERS)
+        moms = [inputs.mom[:, i] for i in range(len(DECAYS))]
+        return fn(inputs.p, *moms, inputs.g, self.base_lr * inputs.lr_scale), state
+
+
+def nofeat_optimiser(hidden: int = 16):
+    """The neural No Features optimiser slot."""
+    return PerParamOptimiser(NoFeatRule(hidden), zero_mean=True)
 
 
 # --- Registry entries -----------------------------------------------------------------------
@@ -128,12 +149,39 @@ _FEATURES = (
 )
 
 
+FEATURE_NAMES = tuple(name for name, _, _ in _FEATURES)
+CODE_PARAMETERS = ("p", *MOMENTUM_NAMES, "g", "lr")
+SYMBOLIC_ALIASES = {
+    f"m_{short}": f"m_{long}"
+    for long, short in {
+        "0_1": "1", "0_5": "5", "0_9": "9", "0_99": "99", "0_999": "999", "0_9999": "9999"
+    }.items()
+}  # fmt: skip
+CODE_INPUTS = {
+    "p": "the current value of the parameter being optimised",
+    "m_0_1 .. m_0_9999": (
+        "momentum of the gradient at decays 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999: "
+        "m <- b * m + (1 - b) * g, updated with the current gradient first"
+    ),
+    "g": "the gradient of the loss with respect to the parameter",
+    "lr": "learning rate: tuned per environment and linearly annealed over training",
+}
+WARM_START = """def SGD(p, m_0_1, m_0_5, m_0_9, m_0_99, m_0_999, m_0_9999, g, lr):
+    update = g * lr
+    return update
+"""
+
+
 @dataclass(frozen=True)
 class NoFeatAlgorithm:
     """No Features as a learned algorithm (registry id `nofeat`)."""
 
     name: str = "nofeat"
     slot: str = "optimiser"
+    forms: tuple[str, ...] = ("neural", "symbolic", "code")
+    code_parameters: tuple[str, ...] = CODE_PARAMETERS
+    code_output: str = "update: the parameter moves by p <- p - update"
+    warm_start: str = WARM_START
 
     @property
     def spec(self):
@@ -143,17 +191,47 @@ class NoFeatAlgorithm:
             self.name, 1, tuple(Feature(n, m, tuple(map(float, r))) for n, m, r in _FEATURES)
         )
 
+    @property
+    def code_inputs(self) -> dict[str, str]:
+        return dict(CODE_INPUTS)
+
+    @property
+    def symbolic_variables(self) -> dict[str, str]:
+        return {f.name: f.meaning for f in self.spec.features}
+
+    @property
+    def symbolic_aliases(self) -> dict[str, str]:
+        return dict(SYMBOLIC_ALIASES)
+
+    def sample_inputs(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
+        """Reference §5.3: `p ~ N(0, 1)`, `g` and six momenta i.i.d. `N(0, 0.5^2)`."""
+        k1, k2, k3 = jax.random.split(key, 3)
+        return {
+            "p": jax.random.normal(k1, (n,)),
+            "g": 0.5 * jax.random.normal(k2, (n,)),
+            "mom": 0.5 * jax.random.normal(k3, (n, len(DECAYS))),
+        }
+
     def default_architecture(self, suite: str) -> dict[str, int]:
         """Table 8: hidden 16."""
         del suite
         return {"hidden": 16}
 
+    def architecture_for(self, hsize: int) -> dict[str, int]:
+        return {"hidden": int(hsize)}
+
     def init(self, key: jax.Array, hidden: int = 16):
         return init_theta(key, hidden)
 
-    def kernel(self, cfg, architecture: dict) -> NoFeatOptimiser:
-        del cfg
-        return NoFeatOptimiser(hidden=int(architecture.get("hidden", 16)))
+    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
+        if form == "neural":
+            return nofeat_optimiser(int(architecture.get("hidden", 16)))
+        if form == "symbolic":
+            from metarl_cli.learned.symbolic import compile_symbolic
+
+            kernel = compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
+            return PerParamOptimiser(NoFeatSymbolicRule(kernel), zero_mean=True)
+        return PerParamOptimiser(NoFeatCodeRule(text, float(cfg.sgd_lr)), zero_mean=False)
 
 
 def _register() -> None:

@@ -31,22 +31,24 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metarl_cli.errors import ArtefactError
+from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES
 
 __all__ = [
     "DECAYS",
     "NUM_FEATURES",
     "OPEN_NPY_ARCHS",
     "OpenNetwork",
-    "OpenOptimiser",
+    "OpenRule",
+    "flat_features",
     "flatten_theta",
     "import_open_npy",
     "init_theta",
     "open_features",
+    "open_optimiser",
     "theta_size",
     "unflatten_theta",
 ]
 
-DECAYS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 NUM_FEATURES = 19
 # Length of a released recurrent checkpoint -> (hidden, gru).
 OPEN_NPY_ARCHS: dict[int, tuple[int, int]] = {1211: (16, 8), 3571: (32, 16)}
@@ -199,129 +201,138 @@ def open_features(p, g, m, training_prop, layer_prop, batch_prop, dormancy) -> j
     return jnp.concatenate([normed, *ctx], axis=-1)
 
 
-def _dormancy(act) -> jax.Array:
-    a = jnp.asarray(act, jnp.float32) + 1e-11
-    return a / jnp.sum(a) * a.shape[-1]
-
-
-def _layer_order(net_params) -> list[str]:
-    """Layer names of one network in trainer order: dense_0.., head, then log_std."""
-    names = []
-    mlp = net_params.get("mlp", {})
-    dense = sorted((k for k in mlp if k.startswith("dense_")), key=lambda k: int(k.split("_")[1]))
-    names += dense + [k for k in sorted(mlp) if not k.startswith("dense_")]
-    names += [k for k in sorted(net_params) if k != "mlp"]
-    return names
-
-
-def _leaf_layer(path) -> str:
-    keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-    if keys[-1] in ("kernel", "bias") and len(keys) >= 2:
-        return keys[-2]
-    return keys[-1]
+def flat_features(inputs) -> jax.Array:
+    """The 19 inputs over the flat parameter vector (`perparam.Inputs`): [N, 19], with the 15
+    parameter/momentum/gradient channels second-moment normalised per tensor (segment)."""
+    eps = 1e-13
+    m, g = inputs.mom, inputs.g
+    raw = jnp.concatenate(
+        [
+            inputs.p[:, None],
+            jnp.sign(m),
+            jnp.log(jnp.abs(m) + eps),
+            jnp.sign(g)[:, None],
+            jnp.log(jnp.abs(g) + eps)[:, None],
+        ],
+        axis=-1,
+    )
+    normed = inputs.layout.segment_rms_normalise(raw)
+    n = inputs.p.shape[0]
+    ctx = jnp.stack(
+        [
+            jnp.broadcast_to(inputs.t_p, (n,)),
+            inputs.l_p,
+            jnp.broadcast_to(inputs.b_p, (n,)),
+            inputs.dorm,
+        ],
+        axis=-1,
+    )
+    return jnp.concatenate([normed, ctx], axis=-1)
 
 
 # --------------------------------------------------------------------------------------------
-# The optimiser slot
+# Rules for the per-parameter optimiser slot (neural, symbolic, code)
 
 
 @dataclass(frozen=True)
-class OpenOptimiser:
-    """OPEN as a trainer optimiser slot; `theta` is the tree from `init_theta`/`import_open_npy`.
-
-    State: `{"actor"|"critic": {"mom": tree of p.shape+(6,), "carry": tree of p.shape+(gru,)}}`
-    (no `"carry"` for the feed-forward variant).
-    """
+class OpenRule:
+    """Neural OPEN: features -> (GRU) -> MLP -> `(o0, o1, o2)` -> the update (module doc)."""
 
     hidden: int
     gru: int
     recurrent: bool = True
     lr_step_mult: float = 0.001
     exp_mult: float = 0.001
-    separate_clip: bool = True
     needs_activations: bool = True
 
     @property
     def network(self) -> OpenNetwork:
         return OpenNetwork(self.hidden, self.gru, self.recurrent)
 
-    def init(self, theta, params, key):
-        del theta, key
-        state = {}
-        for net, p in params.items():
-            s = {"mom": jax.tree.map(lambda x: jnp.zeros((*x.shape, len(DECAYS)), x.dtype), p)}
-            if self.recurrent:
-                s["carry"] = jax.tree.map(lambda x: jnp.zeros((*x.shape, self.gru), x.dtype), p)
-            state[net] = s
-        return state
+    def init_state(self, n: int):
+        return {"carry": jnp.zeros((n, self.gru), jnp.float32)} if self.recurrent else {}
 
-    def update(self, theta, grads, state, params, ctx):
-        decays = jnp.asarray(DECAYS, jnp.float32)
-        nets = sorted(params)
-        acts_all = ctx.activations or {}
-        # Features are built per tensor (the normalisation is per tensor), then every scalar
-        # parameter of both networks goes through the network in ONE call: a few large ops
-        # instead of a dozen small ones per leaf.
-        feats, carries, masks, layout, moms = [], [], [], [], {}
-        for net in nets:
-            p_tree, g_tree, st = params[net], grads[net], state[net]
-            moms[net] = jax.tree.map(
-                lambda m, g: decays * m + (1.0 - decays) * g[..., None], st["mom"], g_tree
-            )
-            order = _layer_order(p_tree)
-            denom = max(len(order) - 1, 1)
-            acts = acts_all.get(net) or {}
-            p_leaves, treedef = jax.tree_util.tree_flatten_with_path(p_tree)
-            g_leaves = treedef.flatten_up_to(g_tree)
-            m_leaves = treedef.flatten_up_to(moms[net])
-            c_leaves = treedef.flatten_up_to(st["carry"]) if self.recurrent else None
-            for i, (path, p) in enumerate(p_leaves):
-                layer = _leaf_layer(path)
-                layer_prop = order.index(layer) / denom if layer in order else 0.0
-                act = acts.get(layer) if isinstance(acts, dict) else None
-                dorm = _dormancy(act) if act is not None else jnp.ones(p.shape[-1:], p.dtype)
-                f = open_features(
-                    p, g_leaves[i], m_leaves[i], ctx.training_prop, layer_prop, ctx.epoch_prop,
-                    dorm,
-                )  # fmt: skip
-                feats.append(f.reshape(-1, NUM_FEATURES))
-                if self.recurrent:
-                    carries.append(c_leaves[i].reshape(-1, self.gru))
-                masks.append(jnp.full((p.size,), 1.0 if net == "actor" else 0.0, p.dtype))
-                layout.append((net, treedef, i, p.shape))
-        x = jnp.concatenate(feats)
-        carry = jnp.concatenate(carries) if self.recurrent else None
-        out, carry = self.network.apply(theta, x, carry)
-        eps = jax.random.normal(ctx.key, (x.shape[0],), x.dtype)
+    def __call__(self, theta, inputs, state):
+        x = flat_features(inputs)
+        out, carry = self.network.apply(theta, x, state.get("carry"))
+        eps = jax.random.normal(inputs.key, inputs.p.shape, inputs.p.dtype)
         step = self.lr_step_mult
         u = out[:, 0] * step * jnp.exp(out[:, 1] * self.exp_mult)
-        u = u + out[:, 2] * jnp.concatenate(masks) * eps * step
-        u = u - u.mean()  # the global zero-mean update over actor and critic
+        u = u + out[:, 2] * inputs.mask * eps * step
+        return u, ({"carry": carry} if self.recurrent else {})
 
-        per_net: dict = {net: {"u": {}, "c": {}} for net in nets}
-        offset = 0
-        for net, treedef, i, shape in layout:
-            size = math.prod(shape)
-            per_net[net]["treedef"] = treedef
-            per_net[net]["u"][i] = u[offset : offset + size].reshape(shape)
-            if self.recurrent:
-                per_net[net]["c"][i] = carry[offset : offset + size].reshape((*shape, self.gru))
-            offset += size
-        new_params, new_state = {}, {}
-        for net in nets:
-            entry = per_net[net]
-            n = len(entry["u"])
-            updates = jax.tree_util.tree_unflatten(
-                entry["treedef"], [entry["u"][i] for i in range(n)]
-            )
-            new_params[net] = jax.tree.map(lambda p, d: p - d, params[net], updates)
-            s = {"mom": moms[net]}
-            if self.recurrent:
-                s["carry"] = jax.tree_util.tree_unflatten(
-                    entry["treedef"], [entry["c"][i] for i in range(n)]
-                )
-            new_state[net] = s
-        return new_params, new_state
+
+@dataclass(frozen=True)
+class OpenSymbolicRule:
+    """Symbolic OPEN: `u = f(19 normalised features, rand)`, made zero-mean (reference §3.6).
+
+    Unlike the original, every parameter draws its own noise (the original reused one key for
+    all tensors of equal shape)."""
+
+    kernel: Any  # SymbolicKernel
+    needs_activations: bool = True
+
+    def init_state(self, n: int):
+        del n
+        return {}
+
+    def __call__(self, theta, inputs, state):
+        del theta
+        x = flat_features(inputs)
+        values = {name: x[:, i] for i, name in enumerate(FEATURE_NAMES)}
+        values["rand"] = jax.random.normal(inputs.key, inputs.p.shape) * inputs.mask
+        return self.kernel(**values), state
+
+
+@dataclass(frozen=True)
+class OpenCodeRule:
+    """Code OPEN (Supplement C/D): `update = f(p, m_0_1, .., m_0_9999, l_p, b_p, t_p, dorm, g,
+    rand, lr[, iteration, var])` on raw inputs, `lr = base_lr * lr_scale`; `p <- p - update`
+    (no zero-mean, as in the original). The recurrent form also returns the new `var`."""
+
+    source: str
+    base_lr: float
+    recurrent: bool = False
+    needs_activations: bool = True
+
+    def init_state(self, n: int):
+        return {"var": jnp.zeros((n,), jnp.float32)} if self.recurrent else {}
+
+    def __call__(self, theta, inputs, state):
+        del theta
+        from metarl_cli.learned.sandbox import load_function_cached
+
+        fn = load_function_cached(self.source, code_parameters(self.recurrent))
+        n = inputs.p.shape[0]
+        rand = jax.random.normal(inputs.key, inputs.p.shape) * inputs.mask
+        args = [
+            inputs.p,
+            *(inputs.mom[:, i] for i in range(len(DECAYS))),
+            inputs.l_p,
+            jnp.broadcast_to(inputs.b_p, (n,)),
+            jnp.broadcast_to(inputs.t_p, (n,)),
+            inputs.dorm,
+            inputs.g,
+            rand,
+            self.base_lr * inputs.lr_scale,
+        ]
+        if not self.recurrent:
+            return fn(*args), state
+        update, var = fn(*args, inputs.iteration, state["var"])
+        return update, {"var": jnp.broadcast_to(jnp.asarray(var, jnp.float32), (n,))}
+
+
+def code_parameters(recurrent: bool) -> tuple[str, ...]:
+    """The code-kernel interface of Supplement D (FF OPEN; recurrent adds iteration and var)."""
+    names = ("p", *MOMENTUM_NAMES, "l_p", "b_p", "t_p", "dorm", "g", "rand", "lr")
+    return (*names, "iteration", "var") if recurrent else names
+
+
+def open_optimiser(hidden: int, gru: int, recurrent: bool = True):
+    """The neural OPEN optimiser slot (zero-mean update over actor and critic)."""
+    from metarl_cli.learned.perparam import PerParamOptimiser
+
+    return PerParamOptimiser(OpenRule(hidden, gru, recurrent), zero_mean=True)
 
 
 # --- Registry entries -----------------------------------------------------------------------
@@ -351,6 +362,76 @@ def _spec(name: str):
     return FeatureSpec(name, 1, tuple(Feature(n, m, tuple(map(float, r))) for n, m, r in _FEATURES))
 
 
+FEATURE_NAMES = tuple(name for name, _, _ in _FEATURES)
+SYMBOLIC_EXTRA = {"rand": "a standard normal sample per parameter (0 for the critic)"}
+
+# The paper's symbolic programs (Supplement C) spell the inputs differently.
+_SHORT = {"0_1": "1", "0_5": "5", "0_9": "9", "0_99": "99", "0_999": "999", "0_9999": "9999"}
+SYMBOLIC_ALIASES = {
+    "sgn_g": "sign_g",
+    **{f"sgn_m_{short}": f"sign_m_{long}" for long, short in _SHORT.items()},
+    **{f"log_m_{short}": f"log_m_{long}" for long, short in _SHORT.items()},
+}
+
+CODE_INPUTS = {
+    "p": "the current value of the parameter being optimised",
+    "m_0_1 .. m_0_9999": (
+        "momentum of the gradient at decays 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999: "
+        "m <- b * m + (1 - b) * g, updated with the current gradient first"
+    ),
+    "l_p": "layer proportion: 0 in the first layer, 1 in the last",
+    "b_p": "batch proportion: how far through the epochs on the current batch of data",
+    "t_p": "training proportion: how far training is through the full horizon",
+    "dorm": (
+        "dormancy of the neuron the parameter feeds: its share of the layer's activation times "
+        "the number of neurons (1 = average, between 0 and the layer width)"
+    ),
+    "g": "the gradient of the loss with respect to the parameter",
+    "rand": "a standard normal sample per parameter (0 for the critic)",
+    "lr": "learning rate: tuned per environment and linearly annealed over training",
+}
+RECURRENT_INPUTS = {
+    "iteration": "the optimiser step count, starting at 1",
+    "var": "a per-parameter recurrent variable carried between steps (zeros at the start)",
+}
+
+WARM_START_FF = """def SGD(
+    p, m_0_1, m_0_5, m_0_9, m_0_99, m_0_999, m_0_9999, l_p, b_p, t_p, dorm, g, rand, lr
+):
+    update = g * lr
+    return update
+"""
+
+WARM_START_RECURRENT = """def Adam(
+    p, m_0_1, m_0_5, m_0_9, m_0_99, m_0_999, m_0_9999, l_p, b_p, t_p, dorm, g, rand, lr,
+    iteration, var
+):
+    var = (1 - 0.999) * jnp.square(g) + 0.999 * var
+    var_hat = var / (1 - 0.999**iteration)
+    m_hat = m_0_9 / (1 - 0.9**iteration)
+    adam = m_hat / jnp.sqrt(var_hat + 1e-8)
+    update = adam * lr
+    return update, var
+"""
+
+
+def sample_inputs(key: jax.Array, n: int) -> dict[str, jax.Array]:
+    """Synthetic raw inputs for distillation and symbolic regression (reference §5.2):
+    `p ~ N(0, 1)`, `g ~ N(0, 0.5^2)`, six momenta i.i.d. `N(0, 0.5^2)`, `t_p, b_p ~ U(0, 1)`,
+    `l_p` uniform on {0, 0.5, 1}, `dorm = clip(N(1, 1), 0, 10)`, `rand ~ N(0, 1)`."""
+    ks = jax.random.split(key, 8)
+    return {
+        "p": jax.random.normal(ks[0], (n,)),
+        "g": 0.5 * jax.random.normal(ks[1], (n,)),
+        "mom": 0.5 * jax.random.normal(ks[2], (n, len(DECAYS))),
+        "t_p": jax.random.uniform(ks[3], (n,)),
+        "b_p": jax.random.uniform(ks[4], (n,)),
+        "l_p": jax.random.choice(ks[5], jnp.array([0.0, 0.5, 1.0]), (n,)),
+        "dorm": jnp.clip(1.0 + jax.random.normal(ks[6], (n,)), 0.0, 10.0),
+        "rand": jax.random.normal(ks[7], (n,)),
+    }
+
+
 @dataclass(frozen=True)
 class OpenAlgorithm:
     """OPEN as a learned algorithm (registry ids `open` and `open_ff`)."""
@@ -358,24 +439,67 @@ class OpenAlgorithm:
     name: str
     recurrent: bool
     slot: str = "optimiser"
+    forms: tuple[str, ...] = ("neural", "symbolic", "code")
 
     @property
     def spec(self):
         return _spec(self.name)
 
+    @property
+    def code_parameters(self) -> tuple[str, ...]:
+        return code_parameters(self.recurrent)
+
+    @property
+    def code_inputs(self) -> dict[str, str]:
+        """Names and meanings of the code interface (what the LLM prompt describes)."""
+        return {**CODE_INPUTS, **(RECURRENT_INPUTS if self.recurrent else {})}
+
+    @property
+    def code_output(self) -> str:
+        if self.recurrent:
+            return "(update, var): the parameter moves by p <- p - update; var is carried"
+        return "update: the parameter moves by p <- p - update"
+
+    @property
+    def warm_start(self) -> str:
+        """The hand-designed reference as a code kernel (Supplement D's warm start)."""
+        return WARM_START_RECURRENT if self.recurrent else WARM_START_FF
+
+    @property
+    def symbolic_variables(self) -> dict[str, str]:
+        return {**{f.name: f.meaning for f in self.spec.features}, **SYMBOLIC_EXTRA}
+
+    symbolic_aliases = SYMBOLIC_ALIASES
+
+    def sample_inputs(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
+        return sample_inputs(key, n)
+
     def default_architecture(self, suite: str) -> dict[str, int]:
         """Table 8: MinAtar GRU 16 / dense 32; Brax (Ant) GRU 8 / dense 16."""
         return {"hidden": 32, "gru": 16} if suite == "minatar" else {"hidden": 16, "gru": 8}
 
+    def architecture_for(self, hsize: int) -> dict[str, int]:
+        """`--hsize h`: dense h, GRU h/2 (as the original scripts)."""
+        return {"hidden": int(hsize), "gru": max(1, int(hsize) // 2)}
+
     def init(self, key: jax.Array, hidden: int = 16, gru: int = 8):
         return init_theta(key, hidden, gru, self.recurrent)
 
-    def kernel(self, cfg, architecture: dict) -> OpenOptimiser:
-        del cfg
-        return OpenOptimiser(
-            hidden=int(architecture["hidden"]),
-            gru=int(architecture.get("gru", 0)),
-            recurrent=self.recurrent,
+    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
+        from metarl_cli.learned.perparam import PerParamOptimiser
+
+        if form == "neural":
+            return open_optimiser(
+                int(architecture["hidden"]), int(architecture.get("gru", 0)), self.recurrent
+            )
+        if form == "symbolic":
+            from metarl_cli.learned.symbolic import compile_symbolic
+
+            kernel = compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
+            return PerParamOptimiser(OpenSymbolicRule(kernel), zero_mean=True)
+        base_lr = cfg.l2o_lr if self.recurrent else cfg.sgd_lr
+        return PerParamOptimiser(
+            OpenCodeRule(text, float(base_lr), self.recurrent), zero_mean=False
         )
 
 

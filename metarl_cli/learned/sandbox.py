@@ -1,0 +1,228 @@
+"""Loading untrusted kernel source (`code` form): an AST check, then a restricted namespace.
+
+Code kernels come from people and from LLMs (`metarl discover`), so they are checked before any
+of it runs. The source must be a module of one top-level function definition (docstrings,
+comments and imports of allowed modules around it are fine). Inside, only these names reach
+the outside world:
+
+* modules `jax` (and its submodules, e.g. `jax.numpy`, `jax.nn`, `jax.lax`), `math`, `numpy`;
+  pre-bound as `jax`, `jnp`, `nn` (= `jax.nn`, so Supplement D's `nn.relu` works), `lax`,
+  `math`, `np`;
+* safe builtins (`abs`, `min`, `max`, `range`, `len`, `float`, `int`, `sum`, `zip`, ...).
+
+Rejected, with the line number: imports of anything else, `from x import *`, names or
+attributes with a leading/trailing double underscore, `open`/`exec`/`eval`/`compile`/
+`globals`/`getattr`/... , `global`/`nonlocal`, `async`, `yield`, `lambda` is allowed. The
+check is the first line of defence; evaluation then runs the compiled function under `jit`,
+which cannot perform I/O, and the CLI runs everything with a wall-clock limit.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from metarl_cli.errors import KernelError
+
+ALLOWED_MODULES = ("jax", "math", "numpy")
+_SAFE_BUILTINS = [
+    "abs",
+    "all",
+    "any",
+    "bool",
+    "dict",
+    "divmod",
+    "enumerate",
+    "float",
+    "int",
+    "isinstance",
+    "len",
+    "list",
+    "max",
+    "min",
+    "pow",
+    "range",
+    "reversed",
+    "round",
+    "sorted",
+    "sum",
+    "tuple",
+    "zip",
+    "True",
+    "False",
+    "None",
+    "print",
+    "ValueError",
+]
+_FORBIDDEN_NAMES = frozenset(
+    [
+        "open",
+        "exec",
+        "eval",
+        "compile",
+        "globals",
+        "locals",
+        "vars",
+        "getattr",
+        "setattr",
+        "delattr",
+        "__import__",
+        "input",
+        "breakpoint",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+        "type",
+        "object",
+        "super",
+        "classmethod",
+        "staticmethod",
+        "property",
+        "os",
+        "sys",
+        "subprocess",
+        "socket",
+        "shutil",
+        "pathlib",
+        "importlib",
+        "builtins",
+    ]
+)
+
+
+def _allowed_module(name: str) -> bool:
+    return name.split(".")[0] in ALLOWED_MODULES
+
+
+def check_source(source: str) -> ast.FunctionDef:
+    """Parses and checks `source`; returns its one top-level function definition.
+
+    Raises:
+        KernelError: syntax errors and every forbidden construct, with its line number.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise KernelError(f"code kernel: syntax error on line {e.lineno}: {e.msg}") from None
+    functions = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            functions.append(node)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring or a bare string
+        elif not isinstance(node, ast.Import | ast.ImportFrom):
+            raise KernelError(
+                f"code kernel: line {node.lineno}: only imports and one function definition "
+                f"are allowed at the top level, found {type(node).__name__}"
+            )
+    if len(functions) != 1:
+        raise KernelError(
+            f"code kernel: expected exactly one top-level function, found {len(functions)}"
+        )
+    for node in ast.walk(tree):
+        _check_node(node)
+    return functions[0]
+
+
+def _check_node(node: ast.AST) -> None:
+    line = getattr(node, "lineno", "?")
+
+    def bad(what: str) -> KernelError:
+        return KernelError(f"code kernel: line {line}: {what} is not allowed")
+
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if not _allowed_module(alias.name):
+                raise bad(f"import of {alias.name!r} (allowed: {', '.join(ALLOWED_MODULES)})")
+    elif isinstance(node, ast.ImportFrom):
+        if node.level or not node.module or not _allowed_module(node.module):
+            raise bad(f"import from {node.module or '.'!r} (allowed: {', '.join(ALLOWED_MODULES)})")
+        if any(a.name == "*" for a in node.names):
+            raise bad("'from ... import *'")
+    elif isinstance(node, ast.Attribute):
+        if node.attr.startswith("_"):
+            raise bad(f"private or dunder attribute {node.attr!r}")
+    elif isinstance(node, ast.Name):
+        if node.id.startswith("__") or node.id in _FORBIDDEN_NAMES:
+            raise bad(f"name {node.id!r}")
+    elif isinstance(
+        node,
+        ast.Global | ast.Nonlocal | ast.AsyncFunctionDef | ast.Await | ast.Yield | ast.YieldFrom
+        | ast.ClassDef | ast.With | ast.AsyncWith | ast.Try | ast.Raise | ast.Delete,
+    ):  # fmt: skip
+        raise bad(type(node).__name__.lower())
+    elif isinstance(node, ast.FunctionDef) and node.decorator_list:
+        raise bad("a decorator")
+
+
+def _namespace() -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS if hasattr(builtins, name)}
+
+    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level or not _allowed_module(name):
+            raise KernelError(f"code kernel: import of {name!r} is not allowed")
+        return __import__(name, globals, locals, fromlist, level)
+
+    safe["__import__"] = guarded_import
+    return {
+        "__builtins__": safe,
+        "__name__": "metarl_kernel",
+        "jax": jax,
+        "jnp": jnp,
+        "nn": jax.nn,
+        "lax": jax.lax,
+        "math": math,
+        "np": np,
+    }
+
+
+def load_function(source: str, parameters: Sequence[str] | None = None) -> Callable[..., Any]:
+    """Checks `source`, executes it in a restricted namespace and returns its function.
+
+    Args:
+        source: Python source defining one function.
+        parameters: the parameter names the slot will pass, in order; the function's positional
+            parameters must be exactly these (a missing or extra one is an error).
+    """
+    fn_node = check_source(source)
+    namespace = _namespace()
+    try:
+        exec(compile(ast.parse(source), "<kernel>", "exec"), namespace)
+    except KernelError:
+        raise
+    except Exception as e:
+        raise KernelError(f"code kernel: executing the definition failed: {e}") from None
+    fn = namespace[fn_node.name]
+    if parameters is not None:
+        got = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if got != list(parameters):
+            raise KernelError(
+                f"code kernel {fn_node.name!r}: parameters ({', '.join(got)}) do not match the "
+                f"slot's interface ({', '.join(parameters)})"
+            )
+    return fn
+
+
+@lru_cache(maxsize=128)
+def load_function_cached(source: str, parameters: tuple[str, ...]) -> Callable[..., Any]:
+    """`load_function`, memoised: kernels are loaded again at every trace."""
+    return load_function(source, parameters)
+
+
+def function_name(source: str) -> str:
+    """The name of the one function `source` defines (checked)."""
+    return check_source(source).name
