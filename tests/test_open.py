@@ -196,3 +196,25 @@ def test_open_in_real_trainer(recurrent):
     trainer = make_train(cfg, make_env(cfg), slots)
     out = jax.jit(trainer)({"drift": {}, "optimiser": opt_theta}, jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(out.losses)))
+
+
+def test_open_on_a_continuous_action_env():
+    """Brax: the actor has `log_std`, gets a layer proportion, and training stays finite."""
+    from metarl_cli.envs import make_env
+    from metarl_cli.learned.base import get_algorithm, slots_for
+    from metarl_cli.rl.ppo import make_train
+
+    alg = get_algorithm("open")
+    cfg = tiny_config("brax/ant", num_envs=8, num_steps=4)
+    arch = alg.default_architecture(cfg.suite)
+    assert arch == {"hidden": 16, "gru": 8}  # Table 8, Ant
+    trainer = make_train(cfg, make_env(cfg), slots_for(alg, cfg, arch))
+    theta = {"drift": {}, "optimiser": init_theta(jax.random.key(1), **arch)}
+    state = jax.jit(trainer.init)(theta, jax.random.key(0))
+    layout = Layout(state.params)
+    names = [(leaf.net, leaf.layer) for leaf in layout.leaves]
+    assert ("actor", "log_std") in names
+    log_std = layout.leaves[names.index(("actor", "log_std"))]
+    assert log_std.layer_prop == 1.0
+    out = jax.jit(trainer.run)(theta, state)
+    assert np.isfinite(np.asarray(out.losses)).all()
