@@ -47,6 +47,7 @@ FORBIDDEN = {
     "def f(ratio, advantage, epsilon):\n    return jnp._src": "'_src'",
     "x = 1\ndef f(ratio, advantage, epsilon):\n    return ratio": "top level",
     "def f(a):\n    return a\ndef g(a):\n    return a": "exactly one",
+    "def f(ratio, advantage, epsilon):\n    jnp.mean = jnp.sum\n    return ratio": "attribute",
     "def f(ratio, advantage, epsilon)\n    return ratio": "syntax error",
 }
 

@@ -12,10 +12,13 @@ import typer
 
 from metarl_cli._version import __version__
 from metarl_cli.cli import bench as bench_cmd
+from metarl_cli.cli import discover as discover_cmd
 from metarl_cli.cli import envs as envs_cmd
 from metarl_cli.cli import evaluate as evaluate_cmd
 from metarl_cli.cli import import_cmd
 from metarl_cli.cli import inspect as inspect_cmd
+from metarl_cli.cli import symbolic as symbolic_cmd
+from metarl_cli.cli import train as train_cmd
 
 app = typer.Typer(
     name="metarl",
@@ -47,6 +50,9 @@ app.command("envs")(envs_cmd.envs)
 app.command("bench")(bench_cmd.bench)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("import")(import_cmd.import_)
+app.add_typer(train_cmd.app, name="train")
+app.command("symbolic")(symbolic_cmd.symbolic)
+app.command("discover")(discover_cmd.discover)
 
 
 def _verbose(argv: list[str]) -> bool:

@@ -40,6 +40,16 @@ def inspect(
     table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in m.architecture.items()))
     table.add_row("meta-learner", m.meta_learner.name if m.meta_learner else "-")
     table.add_row("training envs", ", ".join(m.training_envs) or "-")
+    if m.generation is not None:
+        table.add_row("generation", str(m.generation))
+    if m.fitness_summary:
+        table.add_row(
+            "fitness", ", ".join(f"{k} {v:.4g}" for k, v in sorted(m.fitness_summary.items()))
+        )
+    config = m.meta_learner.config if m.meta_learner else {}
+    for key in ("chosen", "chosen_generation", "env_steps", "eval_env_steps", "wall_s"):
+        if key in config and not isinstance(config[key], dict | list):
+            table.add_row(key.replace("_", " "), str(config[key]))
     table.add_row("parent", m.parent_digest or "-")
     params = sum(int(v.size) for v in flat.values())
     table.add_row("tensors", f"{len(flat)} tensors, {params:,} parameters")

@@ -159,6 +159,12 @@ def _check_node(node: ast.AST) -> None:
         raise bad(type(node).__name__.lower())
     elif isinstance(node, ast.FunctionDef) and node.decorator_list:
         raise bad("a decorator")
+    elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Attribute):
+                    raise bad(f"assigning to an attribute ({ast.unparse(sub)})")
 
 
 def _namespace() -> dict[str, Any]:

@@ -1,0 +1,216 @@
+"""`metarl discover`: an LLM proposes code kernels for a learned algorithm (paper §4.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metarl_cli.cli._output import err, out, print_json
+
+
+def discover(
+    algo: Annotated[str, typer.Option("--algo", "-a", help="lpo, open, open_ff or nofeat.")],
+    envs: Annotated[str, typer.Option("--envs", "-e", help="Comma-separated training envs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
+    model: Annotated[str, typer.Option(help="Chat model (the paper used o3-mini).")] = "o3-mini",
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1.")
+    ] = None,
+    turns: Annotated[int, typer.Option(help="Candidates to ask for in total.")] = 30,
+    num_runs: Annotated[int, typer.Option("--num-runs", "-n", help="PPO seeds per env.")] = 8,
+    timesteps: Annotated[
+        str | None, typer.Option("--timesteps", "-t", help="PPO budget per run, e.g. 1e6.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Master seed (shared by every candidate).")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a trainer config value: key=value (repeatable)."),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Conversation and archive (default: OUTPUT.run/).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve the replies of a recorded conversation.json (no model call)."),
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Stop before the estimated spend passes this (USD).")
+    ] = None,
+    price: Annotated[
+        str | None,
+        typer.Option(help="IN,OUT: USD per million input/output tokens (unlisted models)."),
+    ] = None,
+    validate_timeout: Annotated[
+        float, typer.Option(help="Seconds a candidate's checks may take.")
+    ] = 60.0,
+    eval_timeout: Annotated[
+        float, typer.Option(help="Seconds a candidate's RL evaluation may take.")
+    ] = 7200.0,
+    memory_gb: Annotated[
+        float, typer.Option(help="Memory an RL evaluation may allocate (0: no limit).")
+    ] = 16.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds per model request.")] = 600.0,
+    retries: Annotated[int, typer.Option(help="Retries of a failed model request.")] = 8,
+    json_mode: Annotated[
+        bool, typer.Option(help="Ask the server for a JSON object (response_format).")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Overwrite the output and restart a run dir.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Ask a language model for ALGO's code, check and train every proposal, keep the best."""
+    from metarl_cli.config import parse_set
+    from metarl_cli.envs import resolve_envs
+    from metarl_cli.errors import ConfigError
+    from metarl_cli.meta.llm.config import DiscoverConfig
+    from metarl_cli.meta.llm.loop import plan_discover
+
+    prices = None
+    if price is not None:
+        try:
+            prices = tuple(float(x) for x in price.split(","))
+        except ValueError:
+            prices = ()
+        if len(prices) != 2:
+            raise ConfigError(f"--price takes IN,OUT in USD per million tokens, got {price!r}")
+    cfg = DiscoverConfig(
+        algo=algo,
+        envs=resolve_envs(envs),
+        model=model,
+        base_url=base_url,
+        turns=turns,
+        num_runs=num_runs,
+        timesteps=timesteps,
+        overrides=parse_set(set_ or []),
+        seed=seed,
+        validate_timeout=validate_timeout,
+        eval_timeout=eval_timeout,
+        memory_gb=memory_gb,
+        max_cost=max_cost,
+        price=prices,
+        json_mode=json_mode,
+        request_timeout=request_timeout,
+        retries=retries,
+        replay=str(replay) if replay is not None else None,
+    )
+    plan = plan_discover(cfg, output, run_dir=run_dir, resume=resume, force=force)
+
+    from metarl_cli.meta.llm.loop import discover as run_discover
+
+    source = (
+        f"replaying {replay}"
+        if replay
+        else f"model {model}" + (f" at {base_url}" if base_url else "")
+    )
+    done = plan.state.turns_done() if plan.state else 0
+    err.print(
+        f"discover {plan.algorithm.name} on {', '.join(cfg.envs)} with {source}: "
+        f"{cfg.turns} turns ({done} done), run dir {plan.run_dir}"
+    )
+    status = err.status("starting", spinner="dots")
+    status.start()
+    try:
+        result = run_discover(plan, on_event=_Progress(status, cfg.turns))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the run is saved in {plan.run_dir}; continue it with --resume")
+        raise
+    finally:
+        status.stop()
+    if json_:
+        print_json(
+            {
+                "output": str(plan.output),
+                "best": {k: result.best.get(k) for k in ("turn", "name", "fitness", "thought")},
+                "stopped": result.stopped,
+                "totals": result.totals,
+                "replay_check": result.replay_check,
+                "archive": [_row(e) for e in result.state.archive],
+            }
+        )
+        return
+    _table(result)
+    t = result.totals
+    cost = (
+        "unknown (no price for this model; pass --price)"
+        if t["cost_usd"] is None
+        else (f"about ${t['cost_usd']:.4f}")
+    )
+    out.print(
+        f"tokens {t['prompt_tokens']:,} in / {t['completion_tokens']:,} out, cost {cost}; time: "
+        f"model {t['model_s']:.1f}s, validation {t['validation_s']:.1f}s, "
+        f"RL evaluation {t['evaluation_s']:.1f}s"
+    )
+    if result.stopped:
+        out.print(f"[yellow]stopped early:[/] {result.stopped}")
+    if result.replay_check is not None:
+        rc = result.replay_check
+        out.print(f"replay: {rc['identical']} of {rc['compared']} turns reproduced exactly")
+    best = result.best
+    out.print(f"wrote {plan.output}: {best['name']} (turn {best['turn']}, fitness "
+              f"{best['fitness']:.4f})")  # fmt: skip
+
+
+def _row(e: dict[str, Any]) -> dict[str, Any]:
+    keys = ("turn", "status", "name", "fitness", "error", "usage", "times")
+    return {k: e.get(k) for k in keys}
+
+
+def _table(result) -> None:
+    from rich.table import Table
+
+    table = Table(title="candidates (turn 0: the warm start)")
+    for col, justify in (("turn", "right"), ("name", "left"), ("status", "left"),
+                         ("fitness", "right"), ("model s", "right"), ("check s", "right"),
+                         ("RL s", "right"), ("error", "left")):  # fmt: skip
+        table.add_column(col, justify=justify)
+    for e in result.state.archive:
+        times = e.get("times", {})
+        fit = e.get("fitness")
+        table.add_row(
+            str(e["turn"]),
+            e.get("name") or "-",
+            e["status"],
+            "-" if fit is None else f"{fit:.4f}",
+            *(_secs(times, k) for k in ("model_s", "validation_s", "evaluation_s")),
+            (e.get("error") or "")[:80],
+        )
+    out.print(table)
+
+
+def _secs(times: dict[str, float], key: str) -> str:
+    return f"{times[key]:.1f}" if key in times else "-"
+
+
+class _Progress:
+    """One line per turn on stderr, a spinner while waiting."""
+
+    def __init__(self, status, turns: int) -> None:
+        self.status, self.turns, self.best = status, turns, None
+
+    def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        if kind == "warm_start_begin":
+            self.status.update(f"evaluating the warm start {p['name']}")
+        elif kind == "warm_start":
+            err.print(f"warm start {p['name']}: fitness {p['fitness']:.4f}")
+        elif kind == "model_begin":
+            self.status.update(f"turn {p['turn']}/{self.turns}: waiting for the model")
+        elif kind == "validate_begin":
+            self.status.update(f"turn {p['turn']}/{self.turns}: checking and training")
+        elif kind == "turn":
+            if p["status"] == "evaluated":
+                self.best = max(self.best or p["fitness"], p["fitness"])
+                what = f"fitness {p['fitness']:.4f} (best {self.best:.4f})"
+            else:
+                what = f"{p['status']}: {(p.get('error') or '')[:100]}"
+            t = p.get("times", {})
+            err.print(
+                f"turn {p['turn']}/{self.turns} {p.get('name') or '-'}: {what} "
+                f"[model {t.get('model_s', 0):.1f}s, checks {t.get('validation_s', 0):.1f}s, "
+                f"RL {t.get('evaluation_s', 0):.1f}s]"
+            )
+        elif kind == "stopped":
+            err.print(f"stopping: {p['reason']}")

@@ -1,0 +1,280 @@
+"""`metarl train es`: meta-train a learned algorithm with evolution strategies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metarl_cli.cli._output import err, out, print_json
+
+app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
+
+
+@app.command("es")
+def es(
+    algo: Annotated[str, typer.Option("--algo", "-a", help="lpo, open, open_ff or nofeat.")],
+    envs: Annotated[str, typer.Option("--envs", "-e", help="Comma-separated training envs.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
+    num_generations: Annotated[int, typer.Option(help="Generations in total.")] = 800,
+    popsize: Annotated[int, typer.Option(help="Population size (even for open_es).")] = 64,
+    num_rollouts: Annotated[int, typer.Option(help="PPO seeds per member and env.")] = 1,
+    lr: Annotated[float, typer.Option(help="Adam step size of the ES mean.")] = 3e-2,
+    lr_decay: Annotated[float, typer.Option(help="lr decay per generation.")] = 0.999,
+    lr_limit: Annotated[float, typer.Option(help="Floor of the decayed lr.")] = 1e-3,
+    noise_level: Annotated[float, typer.Option(help="Initial search sigma.")] = 3e-2,
+    sigma_decay: Annotated[float, typer.Option(help="Sigma decay per generation.")] = 0.999,
+    sigma_limit: Annotated[float, typer.Option(help="Floor of the decayed sigma.")] = 1e-2,
+    save_every_k: Annotated[
+        int, typer.Option(help="Generations between checkpoints and evaluations.")
+    ] = 8,
+    eval_runs: Annotated[
+        int, typer.Option(help="Seeds per env to evaluate the mean at checkpoints (0: none).")
+    ] = 8,
+    hsize: Annotated[
+        int | None, typer.Option(help="Hidden size (OPEN: GRU hsize/2); default Table 8.")
+    ] = None,
+    timesteps: Annotated[
+        str | None, typer.Option("--timesteps", "-t", help="PPO budget per run, e.g. 5e5.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a trainer config value: key=value (repeatable)."),
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help="evosax strategy: open_es, pgpe, snes, sep_cma_es.")
+    ] = "open_es",
+    chunk: Annotated[
+        int | None, typer.Option(help="Runs vmapped together per device (bounds memory).")
+    ] = None,
+    select: Annotated[
+        str, typer.Option(help="Output candidate: final (mean) or best-eval.")
+    ] = "final",
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoints and metrics (default: OUTPUT.run/).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Overwrite the output and restart a non-empty run dir.")
+    ] = False,
+    wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="One line per generation; tracebacks.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Evolve the meta-parameters of ALGO on PPO's final return (OpenAI-ES, Table 8)."""
+    from metarl_cli.config import parse_set
+    from metarl_cli.envs import resolve_envs
+    from metarl_cli.errors import ConfigError
+    from metarl_cli.meta.config import ESConfig
+
+    env_ids = resolve_envs(envs)
+    overrides = parse_set(set_ or [])
+    if wandb:
+        try:
+            import wandb as _wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("--wandb needs the wandb package: pip install wandb") from None
+    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.meta.es_train import architecture_for, plan_es
+
+    algorithm = get_algorithm(algo)
+    suite = env_ids[0].split("/")[0]
+    cfg = ESConfig(
+        algo=algorithm.name,
+        envs=env_ids,
+        architecture=architecture_for(algorithm, suite, hsize),
+        num_generations=num_generations,
+        popsize=popsize,
+        num_rollouts=num_rollouts,
+        lr=lr,
+        lr_decay=lr_decay,
+        lr_limit=lr_limit,
+        noise_level=noise_level,
+        sigma_decay=sigma_decay,
+        sigma_limit=sigma_limit,
+        save_every_k=save_every_k,
+        eval_runs=eval_runs,
+        timesteps=timesteps,
+        overrides=overrides,
+        seed=seed,
+        strategy=strategy,
+        chunk=chunk,
+        select=select,
+    )
+    plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
+
+    from metarl_cli.meta.es import ESInterrupted
+    from metarl_cli.meta.es_train import train_es
+    from metarl_cli.rl.parallel import enable_compilation_cache
+
+    enable_compilation_cache()
+    _header(plan)
+    reporter = _Reporter(plan, verbose=verbose, wandb=wandb)
+    try:
+        with reporter:
+            manifest, result = train_es(
+                plan, on_generation=reporter.generation, on_event=reporter.event
+            )
+    except ESInterrupted as e:
+        where = f"checkpoint saved in {plan.run_dir.path}" if e.saved else "nothing saved"
+        err.print(f"[yellow]interrupted[/] after generation {e.generation}; {where}")
+        err.print(f"resume with: {_resume_command(plan)}")
+        raise typer.Exit(130) from None
+    if json_:
+        print_json(manifest.model_dump(mode="json"))
+        return
+    p = result.progress
+    summary = manifest.fitness_summary or {}
+    out.print(
+        f"wrote {plan.output} ({manifest.meta_learner.config['chosen']}, generation "
+        f"{manifest.generation}; final population mean fitness "
+        f"{summary.get('final_pop_mean', float('nan')):.4g}; {p.env_steps:,} env steps, "
+        f"{p.wall_s:,.0f} s)"
+    )
+
+
+def _steps(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _duration(s: float) -> str:
+    if s != s:  # NaN
+        return "?"
+    s = int(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def _header(plan: Any) -> None:
+    import jax
+
+    cfg = plan.cfg
+    steps = ", ".join(f"{e} {_steps(c.env_steps)}" for e, c in plan.train_configs.items())
+    start = f"resuming at generation {plan.resume_from}" if plan.resume_from else "starting"
+    err.print(
+        f"ES ({cfg.strategy}) {cfg.algo} {cfg.architecture}: popsize {cfg.popsize} x "
+        f"{cfg.num_rollouts} rollout(s), {cfg.num_generations} generations, steps/run {steps}, "
+        f"{len(jax.devices())} device(s); run dir {plan.run_dir.path}; {start}"
+    )
+
+
+def _line(r: dict[str, Any], total: int) -> str:
+    return (
+        f"gen {r['generation']}/{total}  best {r['fitness_best']:.4g}  mean "
+        f"{r['fitness_mean']:.4g}  sigma {r['sigma']:.3g}  lr {r['lr']:.3g}  "
+        f"{_steps(r['env_steps_per_s'])} steps/s  ETA {_duration(r['eta_s'])}"
+        + (f"  [red]{r['failed']} failed[/]" if r["failed"] else "")
+    )
+
+
+class _Reporter:
+    """Rich progress on stderr, a line per checkpoint (per generation with --verbose), wandb."""
+
+    def __init__(self, plan: Any, *, verbose: bool, wandb: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.plan, self.verbose, self.total = plan, verbose, plan.cfg.num_generations
+        self.progress = Progress(
+            TextColumn("[bold]ES[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=err,
+            transient=True,
+        )
+        self.task = self.progress.add_task(
+            "es", total=self.total, completed=plan.resume_from, stats="compiling"
+        )
+        self.wandb = None
+        if wandb:
+            import wandb as wb
+
+            self.wandb = wb.init(
+                project="metarl",
+                name=plan.output.stem,
+                config=plan.cfg.model_dump(mode="json"),
+                resume="allow",
+            )
+
+    def __enter__(self) -> _Reporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+    def generation(self, r: dict[str, Any]) -> None:
+        self.progress.update(
+            self.task, completed=r["generation"], stats=_line(r, self.total).split("  ", 1)[1]
+        )
+        if self.verbose:
+            self.progress.console.print(_line(r, self.total))
+        if self.wandb is not None:
+            flat = {k: v for k, v in r.items() if not isinstance(v, dict)}
+            flat.update({f"{e}/return": v for e, v in r["returns"].items()})
+            self.wandb.log(flat, step=r["generation"])
+
+    def event(self, name: str, info: dict[str, Any]) -> None:
+        if name == "building":
+            self.progress.update(self.task, stats="compiling")
+        elif name == "evaluating":
+            self.progress.update(self.task, stats=f"evaluating generation {info['generation']}")
+        elif name == "checkpoint":
+            ev = info["eval"]
+            score = (
+                ""
+                if ev is None
+                else f"; eval score {ev['score']:.4g} "
+                + json.dumps({k: round(v, 2) for k, v in ev["per_env"].items()})
+            )
+            hist = None if self.verbose else self.last_record()
+            line = _line(hist, self.total) if hist else f"gen {info['generation']}"
+            self.progress.console.print(f"{line}  [dim]checkpoint{score}[/]")
+            if self.wandb is not None and ev is not None:
+                self.wandb.log({"eval/score": ev["score"]}, step=info["generation"])
+
+    def last_record(self) -> dict[str, Any] | None:
+        try:
+            lines = self.plan.run_dir.metrics.read_text().splitlines()
+            return json.loads(lines[-1]) if lines else None
+        except (OSError, json.JSONDecodeError):
+            return None
+
+
+_FLAG_SKIP = ("algo", "envs", "architecture", "overrides", "timesteps")
+
+
+def _resume_command(plan: Any) -> str:
+    """The command that continues this run (non-default settings spelled out)."""
+    import shlex
+
+    from metarl_cli.meta.config import ESConfig
+
+    cfg = plan.cfg
+    parts = ["metarl", "train", "es", "--algo", cfg.algo, "--envs", ",".join(cfg.envs)]
+    parts += ["-o", str(plan.output), "--run-dir", str(plan.run_dir.path)]
+    if "hidden" in cfg.architecture:
+        parts += ["--hsize", str(cfg.architecture["hidden"])]
+    if cfg.timesteps is not None:
+        parts += ["--timesteps", str(cfg.timesteps)]
+    for key, value in cfg.overrides.items():
+        parts += ["--set", f"{key}={json.dumps(value)}"]
+    for name, field in ESConfig.model_fields.items():
+        value = getattr(cfg, name)
+        if name in _FLAG_SKIP or value == field.default:
+            continue
+        parts += [f"--{name.replace('_', '-')}", str(value)]
+    if plan.force:
+        parts.append("--force")
+    return shlex.join([*parts, "--resume"])

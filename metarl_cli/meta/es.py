@@ -1,0 +1,209 @@
+"""Evolution strategies meta-training: the resumable host loop (ask -> fitness -> tell).
+
+OpenAI-ES (Salimans et al., 2017, arXiv:1703.03864) as used by Goldie et al. (2025,
+arXiv:2507.17668): the loop knows nothing of RL. A `Problem` gives the solution template and
+`fitness(population, key)`; `evolve` asks the evosax strategy for a population, scores it,
+tells the strategy, and every `save_every_k` generations writes a checkpoint and calls
+`on_checkpoint` (the RL problem writes a periodic artefact and evaluates the mean there).
+
+Resuming is exact: generation g draws its keys from `fold_in(key(seed), g)`, not from a key
+chained through the run, and the checkpoint holds the complete strategy state, so a run
+resumed from generation k continues bit for bit as the uninterrupted run would (on the same
+device count). On Ctrl-C the last completed generation is checkpointed and `ESInterrupted`
+is raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarl_cli.errors import ConfigError
+from metarl_cli.meta.checkpoint import Progress, RunDir
+from metarl_cli.meta.config import ESConfig
+from metarl_cli.meta.fitness import CombinedFitness, to_device_fitness
+from metarl_cli.meta.strategies import current_sigma, host_lr, init_state, make_strategy, strong
+
+
+class Problem(Protocol):
+    """What `evolve` optimises (higher fitness is better)."""
+
+    template: Any  # a pytree shaped like one solution
+    env_steps_per_generation: int
+
+    def fitness(self, population: Any, key: jax.Array) -> CombinedFitness:
+        """Scores a population (a pytree with a leading [popsize] axis)."""
+        ...
+
+
+class ESInterrupted(Exception):
+    """Ctrl-C during `evolve`; the last completed generation was checkpointed."""
+
+    def __init__(self, generation: int, saved: bool) -> None:
+        super().__init__(f"interrupted after generation {generation}")
+        self.generation, self.saved = generation, saved
+
+
+@dataclass
+class ESResult:
+    """The outcome of `evolve`.
+
+    Attributes:
+        mean: the final search mean, shaped like the template.
+        state: the final strategy state.
+        progress: generation count, fitness history, evaluations, env steps, wall time.
+        best_eval_mean: the mean with the best periodic evaluation (template-shaped), if any.
+    """
+
+    mean: Any
+    state: Any
+    progress: Progress
+    best_eval_mean: Any = None
+
+
+def _stats(fit: CombinedFitness) -> dict[str, float]:
+    ok = fit.fitness[~fit.failed]
+    if ok.size == 0:
+        nan = float("nan")
+        return {"fitness_mean": nan, "fitness_best": nan, "fitness_worst": nan, "fitness_std": nan}
+    return {
+        "fitness_mean": float(ok.mean()),
+        "fitness_best": float(ok.max()),
+        "fitness_worst": float(ok.min()),
+        "fitness_std": float(ok.std()),
+    }
+
+
+def _nanmean(x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def score_key(evaluation: dict[str, Any]) -> float:
+    """An evaluation's score for comparisons (NaN ranks last)."""
+    s = evaluation["score"]
+    return -math.inf if math.isnan(s) else s
+
+
+def evolve(
+    cfg: ESConfig,
+    problem: Problem,
+    *,
+    run_dir: RunDir | None = None,
+    resume: bool = False,
+    on_generation: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[int, Any], dict[str, Any] | None] | None = None,
+) -> ESResult:
+    """Runs (or resumes) ES until `cfg.num_generations` generations are done.
+
+    Args:
+        cfg: the ES config.
+        problem: the template and fitness function.
+        run_dir: where checkpoints and metrics go (None: keep nothing on disk).
+        resume: continue from the run dir's checkpoint if there is one.
+        on_generation: called with each generation's metrics record.
+        on_checkpoint: `on_checkpoint(generation, mean)` at each checkpoint; may return an
+            evaluation `{"score": float, ...}` (higher is better) to record.
+
+    Raises:
+        ESInterrupted: on Ctrl-C, after checkpointing the last completed generation.
+        ConfigError: resuming with a different config, or past `num_generations`.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    es, params = make_strategy(cfg, problem.template)
+    key_init, key_gens = jax.random.split(jax.random.key(cfg.seed))
+    state = init_state(cfg, es, params, problem.template, key_init)
+    leaves, treedef = jax.tree.flatten(state)
+    _, unravel = ravel_pytree(problem.template)
+    progress = Progress()
+    if resume and run_dir is not None:
+        loaded = run_dir.load(cfg, leaves)
+        if loaded is not None:
+            saved, progress = loaded
+            state = strong(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in saved]))
+    if progress.generation > cfg.num_generations:
+        raise ConfigError(
+            f"the checkpoint is at generation {progress.generation}, past --num-generations "
+            f"{cfg.num_generations}; raise --num-generations"
+        )
+    if run_dir is not None:
+        run_dir.truncate_metrics(progress.generation)
+    committed = (state, progress)  # replaced in one assignment, so Ctrl-C sees a consistent pair
+    wall_before, t_session = progress.wall_s, time.perf_counter()
+    gen_times: list[float] = []
+
+    def checkpoint(state: Any, progress: Progress) -> None:
+        if run_dir is not None:
+            progress.wall_s = wall_before + time.perf_counter() - t_session
+            run_dir.save(cfg, [np.asarray(x) for x in jax.tree.leaves(state)], progress)
+
+    try:
+        for g in range(progress.generation, cfg.num_generations):
+            state, progress = committed
+            t0 = time.perf_counter()
+            key_ask, key_fit, key_tell = jax.random.split(jax.random.fold_in(key_gens, g), 3)
+            sigma = current_sigma(state)
+            population, asked = es.ask(key_ask, state, params)
+            fit = problem.fitness(population, key_fit)
+            told, _ = es.tell(key_tell, population, to_device_fitness(fit.fitness), asked, params)
+            told = strong(told)
+            dt = time.perf_counter() - t0
+            gen_times.append(dt)
+            steady = gen_times[1:] or gen_times  # the first generation of a session compiles
+            remaining = cfg.num_generations - g - 1
+            record = {
+                "generation": g + 1,
+                **_stats(fit),
+                "failed": int(fit.failed.sum()),
+                "returns": {e: _nanmean(r) for e, r in fit.raw_means.items()},
+                "sigma": sigma,
+                "lr": host_lr(cfg, g),
+                "gen_s": dt,
+                "env_steps": progress.env_steps + problem.env_steps_per_generation,
+                "env_steps_per_s": problem.env_steps_per_generation / max(dt, 1e-9),
+                "eta_s": remaining * float(np.mean(steady)),
+            }
+            new_progress = dataclasses.replace(
+                progress,
+                generation=g + 1,
+                history=[*progress.history, record],
+                env_steps=record["env_steps"],
+            )
+            committed = (told, new_progress)
+            if run_dir is not None:
+                run_dir.append_metrics(record)
+            if on_generation:
+                on_generation(record)
+            if (g + 1) % cfg.save_every_k == 0 or g + 1 == cfg.num_generations:
+                state, progress = committed
+                evaluation = on_checkpoint(g + 1, es.get_mean(state)) if on_checkpoint else None
+                if evaluation is not None:
+                    best = max((score_key(e) for e in progress.evals), default=-math.inf)
+                    progress = dataclasses.replace(
+                        progress,
+                        evals=[*progress.evals, {"generation": g + 1, **evaluation}],
+                        eval_env_steps=progress.eval_env_steps + evaluation.get("env_steps", 0),
+                    )
+                    if score_key(evaluation) > best or progress.best_eval_mean is None:
+                        progress.best_eval_mean = np.asarray(state.mean)
+                    committed = (state, progress)
+                checkpoint(*committed)
+    except KeyboardInterrupt:
+        state, progress = committed
+        checkpoint(state, progress)
+        raise ESInterrupted(progress.generation, saved=run_dir is not None) from None
+    state, progress = committed
+    progress.wall_s = wall_before + time.perf_counter() - t_session
+    best = (
+        None if progress.best_eval_mean is None else unravel(jnp.asarray(progress.best_eval_mean))
+    )
+    return ESResult(mean=es.get_mean(state), state=state, progress=progress, best_eval_mean=best)

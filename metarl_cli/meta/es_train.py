@@ -1,0 +1,286 @@
+"""`train_es`: meta-train a learned algorithm's neural kernel with ES on PPO returns.
+
+Fitness of a candidate theta is the final return of a full PPO run with theta in the
+algorithm's slot (mean over `num_rollouts` seeds shared by the whole population, normalised by
+the env's PPO return and averaged over envs). `plan_es` validates everything (algorithm, envs,
+every `TrainConfig`, normalisers, the output path, the run dir, a resumed checkpoint's config)
+before anything is written or compiled; `train_es` then runs `evolve` and writes the artefact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl_cli.config import TrainConfig, build_config
+from metarl_cli.errors import ConfigError
+from metarl_cli.meta.checkpoint import RunDir
+from metarl_cli.meta.config import ESConfig
+from metarl_cli.meta.es import score_key
+
+
+def architecture_for(algorithm: Any, suite: str, hsize: int | None) -> dict[str, int]:
+    """`--hsize h` as the algorithm's sizes (OPEN: GRU h/2), else Table 8's for the suite."""
+    if hsize is None:
+        return {k: int(v) for k, v in algorithm.default_architecture(suite).items()}
+    if hsize < 1:
+        raise ConfigError(f"--hsize must be at least 1, got {hsize}")
+    if algorithm.name in ("open", "open_ff"):
+        return {"hidden": hsize, "gru": max(1, hsize // 2)}
+    return {"hidden": hsize}
+
+
+@dataclass
+class ESPlan:
+    """A validated run: nothing has been written yet."""
+
+    cfg: ESConfig
+    algorithm: Any
+    train_configs: dict[str, TrainConfig]
+    output: Path
+    run_dir: RunDir
+    resume: bool
+    force: bool
+    resume_from: int  # generation of the checkpoint being resumed (0: a fresh start)
+
+
+def plan_es(
+    cfg: ESConfig, output: str | Path, *, run_dir: str | Path | None, resume: bool, force: bool
+) -> ESPlan:
+    """Validates a run without writing or compiling anything.
+
+    `cfg.algo` and `cfg.envs` must be canonical ids (see `get_algorithm`, `resolve_envs`).
+    """
+    from metarl_cli.fsutil import check_writable
+    from metarl_cli.learned.base import get_algorithm
+
+    algorithm = get_algorithm(cfg.algo)
+    configs = {
+        env_id: build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
+        for env_id in cfg.envs
+    }
+    if len(configs) > 1:
+        missing = [e for e, c in configs.items() if c.ppo_normaliser is None]
+        if missing:
+            raise ConfigError(
+                f"no PPO return normaliser for {', '.join(missing)}, so its returns cannot be "
+                "averaged with other envs; train on it alone"
+            )
+    output = check_writable(output, force=force)
+    rd = RunDir(run_dir if run_dir is not None else output.with_suffix(".run"))
+    rd.check(resume=resume, force=force)
+    resume_from = 0
+    if resume:
+        saved = rd.read_saved()
+        if saved is not None:
+            from metarl_cli.meta.config import config_differences
+
+            saved_config, resume_from = saved
+            diffs = config_differences(saved_config, cfg)
+            if diffs:
+                raise ConfigError(
+                    f"cannot resume {rd.path}: the config differs from the checkpoint's "
+                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
+                )
+            if resume_from > cfg.num_generations:
+                raise ConfigError(
+                    f"the checkpoint in {rd.path} is at generation {resume_from}, past "
+                    f"--num-generations {cfg.num_generations}; raise --num-generations"
+                )
+    return ESPlan(cfg, algorithm, configs, output, rd, resume, force, resume_from)
+
+
+class RLProblem:
+    """Fitness = normalised final PPO return, one sharded program per env."""
+
+    def __init__(self, plan: ESPlan, devices: list | None = None) -> None:
+        import jax
+
+        from metarl_cli.envs import make_env
+        from metarl_cli.learned.base import slots_for
+        from metarl_cli.meta.fitness import PopulationFitness
+        from metarl_cli.rl.ppo import make_train
+
+        cfg, alg = plan.cfg, plan.algorithm
+        self.cfg = cfg
+        self.template = alg.init(jax.random.key(0), **cfg.architecture)
+        self.fitness_fns = {
+            env_id: PopulationFitness(
+                make_train(tc, make_env(tc), slots_for(alg, tc, cfg.architecture)),
+                alg.slot,
+                devices=devices,
+                chunk=cfg.chunk,
+            )
+            for env_id, tc in plan.train_configs.items()
+        }
+        self.normalisers = {e: tc.ppo_normaliser for e, tc in plan.train_configs.items()}
+        runs = cfg.popsize * cfg.num_rollouts
+        self.env_steps_per_generation = runs * sum(
+            tc.env_steps for tc in plan.train_configs.values()
+        )
+
+    def fitness(self, population: Any, key: Any):
+        import jax
+
+        from metarl_cli.meta.fitness import combine_fitness
+
+        keys = jax.random.split(key, self.cfg.num_rollouts)
+        returns = {e: fn(population, keys) for e, fn in self.fitness_fns.items()}
+        return combine_fitness(returns, self.normalisers)
+
+
+def _manifest(plan: ESPlan, generation: int, **extra: Any):
+    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo
+    from metarl_cli.evaluation import package_versions
+
+    alg = plan.algorithm
+    config = {
+        "es": plan.cfg.model_dump(mode="json"),
+        "train": {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()},
+        **extra.pop("meta", {}),
+    }
+    return Manifest(
+        algorithm=alg.name,
+        slot=alg.slot,
+        form="neural",
+        feature_spec=FeatureSpecRef(version=alg.spec.version, digest=alg.spec.digest),
+        architecture=plan.cfg.architecture,
+        meta_learner=MetaLearnerInfo(name="es", config=config),
+        training_envs=list(plan.cfg.envs),
+        generation=generation,
+        versions=package_versions(),
+        **extra,
+    )
+
+
+def _tree(theta: Any) -> dict[str, Any]:
+    import jax
+
+    return jax.tree.map(np.asarray, theta)
+
+
+def _eval_score(result: Any, normalisers: dict[str, float | None]) -> dict[str, Any]:
+    per_env = {}
+    for env in result.envs:
+        mean = env.summary.mean
+        per_env[env.env_id] = float("nan") if mean is None else float(mean)
+    normalised = [per_env[e] / (normalisers.get(e) or 1.0) for e in per_env]
+    return {"score": float(np.mean(normalised)), "per_env": per_env}
+
+
+def _fitness_summary(progress: Any, chosen_eval: float | None) -> dict[str, float]:
+    hist = progress.history
+    means = [h["fitness_mean"] for h in hist]
+    summary = {
+        "generations": float(len(hist)),
+        "first_pop_mean": means[0] if means else float("nan"),
+        "final_pop_mean": means[-1] if means else float("nan"),
+        "final_pop_best": hist[-1]["fitness_best"] if hist else float("nan"),
+        "best_pop_mean": float(np.nanmax(means))
+        if means and not np.all(np.isnan(means))
+        else float("nan"),
+        "failed_members_total": float(sum(h["failed"] for h in hist)),
+    }
+    if chosen_eval is not None:
+        summary["chosen_eval_score"] = chosen_eval
+    return summary
+
+
+def train_es(
+    plan: ESPlan,
+    *,
+    on_generation: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    devices: list | None = None,
+) -> tuple[Any, Any]:
+    """Runs the planned ES meta-training and writes the artefact; returns (manifest, result).
+
+    `on_event(name, info)` reports "building", "checkpoint" (generation, eval) and "done".
+    """
+    from metarl_cli.artefacts import save_artefact
+    from metarl_cli.meta.es import evolve
+
+    cfg, rd = plan.cfg, plan.run_dir
+    t_start = time.perf_counter()
+    emit = on_event or (lambda name, info: None)
+    rd.prepare(resume=plan.resume, force=plan.force)
+    rd.write_config(cfg, {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()})
+    emit("building", {"resume_from": plan.resume_from})
+    problem = RLProblem(plan, devices=devices)
+    eval_steps = cfg.eval_runs * sum(tc.env_steps for tc in plan.train_configs.values())
+
+    def on_checkpoint(generation: int, mean: Any) -> dict[str, Any] | None:
+        path = rd.periodic(generation)
+        save_artefact(
+            path,
+            _tree(mean),
+            _manifest(plan, generation, notes=f"ES mean after generation {generation}"),
+            force=True,
+        )
+        evaluation = None
+        if cfg.eval_runs:
+            from metarl_cli.evaluation import evaluate
+
+            emit("evaluating", {"generation": generation})
+            result = evaluate(
+                str(path),
+                list(cfg.envs),
+                num_runs=cfg.eval_runs,
+                seed=cfg.seed,
+                timesteps=cfg.timesteps,
+                overrides=cfg.overrides,
+            )
+            evaluation = {**_eval_score(result, problem.normalisers), "env_steps": eval_steps}
+        emit("checkpoint", {"generation": generation, "eval": evaluation, "path": str(path)})
+        return evaluation
+
+    result = evolve(
+        cfg,
+        problem,
+        run_dir=rd,
+        resume=plan.resume,
+        on_generation=on_generation,
+        on_checkpoint=on_checkpoint,
+    )
+    progress = result.progress
+    chosen, theta, chosen_eval = "final-mean", result.mean, None
+    generation = progress.generation
+    if cfg.select == "best-eval" and progress.evals:
+        best = max(progress.evals, key=score_key)
+        chosen, theta = "best-eval-mean", result.best_eval_mean
+        generation, chosen_eval = int(best["generation"]), float(best["score"])
+    elif progress.evals and progress.evals[-1]["generation"] == progress.generation:
+        chosen_eval = float(progress.evals[-1]["score"])
+    history = progress.history
+    meta = {
+        "chosen": chosen,
+        "chosen_generation": generation,
+        "env_steps": progress.env_steps,
+        "eval_env_steps": progress.eval_env_steps,
+        "wall_s": round(progress.wall_s, 3),
+        "history": {
+            "fitness_mean": [round(h["fitness_mean"], 6) for h in history],
+            "fitness_best": [round(h["fitness_best"], 6) for h in history],
+            "failed": [h["failed"] for h in history],
+        },
+        "evals": [{"generation": e["generation"], "score": e["score"]} for e in progress.evals],
+    }
+    manifest = save_artefact(
+        plan.output,
+        _tree(theta),
+        _manifest(
+            plan,
+            generation,
+            fitness_summary=_fitness_summary(progress, chosen_eval),
+            meta=meta,
+            notes=f"ES ({cfg.strategy}) {chosen} after {progress.generation} generations",
+        ),
+        force=plan.force,
+    )
+    emit("done", {"seconds": time.perf_counter() - t_start})
+    return manifest, result

@@ -1,0 +1,336 @@
+"""Confinement of a sandbox child (Linux): what LLM-written code can reach while it runs.
+
+`sandbox_runner` applies these layers in its own process, each best effort, and reports which
+took effect (`Confinement.layers`), so a run records what was enforced on that machine:
+
+1. `PR_SET_PDEATHSIG`: the child is killed when its parent dies (no orphaned infinite loops).
+2. Network: a new network namespace (`unshare(CLONE_NEWNET)`, with `CLONE_NEWUSER` when not
+   root). It has only a loopback interface that is down, so no connection can be made, from
+   Python or from native code. Needs unprivileged user namespaces where not root.
+3. Filesystem (Landlock, Linux >= 5.13): writes, removals and creation of files are allowed
+   only beneath the temp dir (and the JAX compilation-cache dir when the job may use it), for
+   native code too. Landlock ABI >= 4 also forbids TCP bind/connect; ABI >= 6 forbids signals
+   to processes outside the sandbox. Reads are not restricted by this layer.
+4. Resource limits: no core files; files of at most `FSIZE` bytes; after the JAX backend is up,
+   the address space may grow by at most the memory limit (`RLIMIT_AS`).
+5. A Python audit hook (PEP 578), installed just before candidate code runs: sockets,
+   processes, `ctypes` foreign calls and signals are refused; files may be written only under
+   the writable roots and read only under the Python installation, the imported packages, the
+   system directories and the temp dir (so `.env` files and the run directory are unreadable).
+   This layer covers every Python-level path (builtins `open`, `numpy.save`, `urllib`, ...);
+   native code is only held by layers 2-4.
+
+Layers 1-3 must be applied while the process has a single thread (before JAX is imported).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+from dataclasses import dataclass, field
+
+FSIZE = 1 << 30  # largest file the child may write (bytes)
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_SYS_LANDLOCK = {"create": 444, "add_rule": 445, "restrict": 446}  # same on x86_64 and arm64
+
+# Landlock filesystem rights that change the filesystem (bit, first ABI with it).
+_LL_WRITE_RIGHTS = (
+    (1 << 1, 1),  # WRITE_FILE
+    (1 << 4, 1),  # REMOVE_DIR
+    (1 << 5, 1),  # REMOVE_FILE
+    (1 << 6, 1),  # MAKE_CHAR
+    (1 << 7, 1),  # MAKE_DIR
+    (1 << 8, 1),  # MAKE_REG
+    (1 << 9, 1),  # MAKE_SOCK
+    (1 << 10, 1),  # MAKE_FIFO
+    (1 << 11, 1),  # MAKE_BLOCK
+    (1 << 12, 1),  # MAKE_SYM
+    (1 << 13, 2),  # REFER
+    (1 << 14, 3),  # TRUNCATE
+)
+_LL_FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14)  # rights valid on a single file
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+@dataclass
+class Confinement:
+    """What took effect in this process (`layers`) and what could not (`missing`)."""
+
+    writable: tuple[str, ...]
+    layers: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent: int) -> bool:
+    """Layer 1, first thing in the child: SIGKILL when the parent dies; exits at once if the
+    parent `parent` is already gone (it died before the request took effect)."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return False
+    ok = _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if parent and os.getppid() != parent:
+        os._exit(1)
+    return ok
+
+
+def _die_with_parent(conf: Confinement) -> None:
+    if die_with_parent(0):
+        conf.layers.append("dies with its parent")
+
+
+def _new_network_namespace(conf: Confinement) -> None:
+    libc = _libc()
+    if libc.unshare(_CLONE_NEWNET) == 0:
+        conf.layers.append("network: empty network namespace")
+        return
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        err = os.strerror(ctypes.get_errno())
+        conf.missing.append(f"network namespace ({err}: user namespaces not permitted)")
+        return
+    try:  # keep our own ids inside the namespace, so file ownership looks the same
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    except OSError:
+        pass
+    conf.layers.append("network: empty network namespace (user namespace)")
+
+
+def _landlock(conf: Confinement) -> None:
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(_SYS_LANDLOCK["create"], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 1:
+        conf.missing.append("Landlock (kernel without it, or disabled): writes held by Python only")
+        return
+    handled = 0
+    for bit, since in _LL_WRITE_RIGHTS:
+        if abi >= since:
+            handled |= bit
+    attr = _RulesetAttr(handled, 0, 0)
+    size = 8
+    if abi >= 4:
+        attr.handled_access_net = (1 << 0) | (1 << 1)  # BIND_TCP | CONNECT_TCP, no rule: none
+        size = 16
+    if abi >= 6:
+        attr.scoped = (1 << 0) | (1 << 1)  # abstract unix sockets, signals
+        size = 24
+    fd = libc.syscall(_SYS_LANDLOCK["create"], ctypes.byref(attr), ctypes.c_size_t(size), 0)
+    if fd < 0:
+        conf.missing.append(f"Landlock ruleset ({os.strerror(ctypes.get_errno())})")
+        return
+    try:
+        for path in (*conf.writable, "/dev/null"):
+            try:
+                pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                rights = handled if os.path.isdir(path) else handled & _LL_FILE_RIGHTS
+                rule = _PathBeneathAttr(rights, pfd)
+                libc.syscall(_SYS_LANDLOCK["add_rule"], fd, 1, ctypes.byref(rule), 0)
+            finally:
+                os.close(pfd)
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if libc.syscall(_SYS_LANDLOCK["restrict"], fd, 0) != 0:
+            conf.missing.append(f"Landlock ({os.strerror(ctypes.get_errno())})")
+            return
+    finally:
+        os.close(fd)
+    what = "filesystem writes only in " + ", ".join(conf.writable)
+    if abi >= 4:
+        what += "; no TCP bind/connect"
+    if abi >= 6:
+        what += "; no signals outside"
+    conf.layers.append(f"Landlock ABI {abi}: {what}")
+
+
+def confine_process(writable: list[str]) -> Confinement:
+    """Layers 1-3 and the static rlimits; call while single-threaded (before importing JAX)."""
+    conf = Confinement(tuple(os.path.realpath(p) for p in writable))
+    if not sys.platform.startswith("linux"):
+        conf.missing.append(f"OS layers (only on Linux, this is {sys.platform})")
+    else:
+        _die_with_parent(conf)
+        _new_network_namespace(conf)
+        _landlock(conf)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    limit = FSIZE if hard == resource.RLIM_INFINITY else min(FSIZE, hard)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    conf.layers.append(f"files at most {FSIZE >> 20} MiB, no core dumps")
+    return conf
+
+
+def limit_memory(conf: Confinement, memory_bytes: int | None) -> None:
+    """RLIMIT_AS = current address space + `memory_bytes` (after the JAX backend is up, so the
+    limit covers what the candidate allocates, not what the runtime reserved at start)."""
+    if not memory_bytes:
+        conf.missing.append("memory limit (disabled)")
+        return
+    try:
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        vm = 0
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = vm + int(memory_bytes)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    conf.layers.append(f"address space may grow by {memory_bytes / 2**30:g} GiB")
+
+
+def _read_roots(conf: Confinement) -> tuple[str, ...]:
+    import site
+
+    roots = {
+        *conf.writable,
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        *site.getsitepackages(),
+        site.getusersitepackages(),
+        *("/usr", "/lib", "/lib32", "/lib64", "/etc", "/proc", "/sys", "/dev", "/opt", "/nix"),
+    }
+    for name, module in list(sys.modules.items()):
+        if "." in name:
+            continue
+        paths = getattr(module, "__path__", None)
+        if paths is not None:
+            roots.update(str(p) for p in paths)  # package dirs, never their parent
+        elif getattr(module, "__file__", None):
+            roots.add(module.__file__)
+    return tuple(sorted(os.path.realpath(r) for r in roots if r))
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+_DENIED_PREFIXES = (
+    "socket.",
+    "subprocess.",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.killpg",
+    "os.startfile",
+    "pty.",
+    "ctypes.dlopen",
+    "ctypes.dlsym",
+    "ctypes.call_function",
+    "ctypes.cdata",
+    "urllib.Request",
+    "http.client.",
+    "ftplib.",
+    "smtplib.",
+    "webbrowser.",
+    "sys.addaudithook",
+)
+_PATH_EVENTS = {
+    "os.remove": 1,
+    "os.rmdir": 1,
+    "os.mkdir": 1,
+    "os.chmod": 1,
+    "os.chown": 1,
+    "os.truncate": 1,
+    "os.utime": 1,
+    "os.rename": 2,
+    "os.link": 2,
+    "os.symlink": 2,
+    "shutil.copyfile": 2,
+    "shutil.move": 2,
+}
+DENIED: list[str] = []  # what the hook refused, newest last (native callers may hide the error)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def install_audit_hook(conf: Confinement, cache_writers: tuple[str, ...] = ()) -> None:
+    """Layer 5. `cache_writers`: path fragments of modules whose frames may write under the
+    writable roots other than the first (the temp dir), i.e. JAX's compilation cache."""
+    read_roots = _read_roots(conf)
+    temp = conf.writable[:1]
+    busy = [False]
+
+    def writer_allowed(path: str) -> bool:
+        if _under(path, temp):
+            return True
+        if not _under(path, conf.writable):
+            return False
+        frame = sys._getframe(2)
+        while frame is not None:
+            if any(w in frame.f_code.co_filename for w in cache_writers):
+                return True
+            frame = frame.f_back
+        return False
+
+    def deny(message: str) -> None:
+        DENIED.append(message)
+        raise PermissionError(message)
+
+    def check_path(raw, writing: bool) -> None:
+        if raw is None or isinstance(raw, int):
+            return
+        path = os.path.realpath(os.fsdecode(raw))
+        if writing and not writer_allowed(path):
+            deny(f"sandbox: writing {path} is not allowed (temp dir only)")
+        if not writing and not _under(path, read_roots):
+            deny(f"sandbox: reading {path} is not allowed")
+
+    def hook(event: str, args: tuple) -> None:
+        if busy[0]:
+            return
+        if event.startswith(_DENIED_PREFIXES):
+            what = "network access" if event.startswith(("socket", "urllib", "http")) else event
+            deny(f"sandbox: {what} is not allowed")
+        if event != "open" and event not in _PATH_EVENTS:
+            return
+        busy[0] = True
+        try:
+            if event == "open":
+                path, mode, flags = args
+                writing = bool(mode and any(c in mode for c in "wax+")) or bool(
+                    (flags or 0) & _WRITE_FLAGS
+                )
+                check_path(path, writing)
+            else:
+                for raw in args[: _PATH_EVENTS[event]]:
+                    check_path(raw, True)
+        finally:
+            busy[0] = False
+
+    sys.addaudithook(hook)
+    conf.layers.append("audit hook: no sockets/processes/ctypes; reads and writes restricted")

@@ -1,0 +1,247 @@
+"""The discover loop (paper §4.5; DiscoPOP-style, Lu et al., 2024, arXiv:2406.08414).
+
+`plan_discover` checks everything before any model call or RL run: the algorithm has a code
+form, every env config builds, the fitness normalisers exist, the output can be written, the
+run dir is fresh (or `--resume`), a key or a local server or a recording is available, and a
+`--max-cost` has a price. `discover` then
+
+1. evaluates the warm start (the algorithm's `warm_start`: PPO clip, SGD or Adam) and puts it,
+   with its fitness, in the first user message, as the paper does;
+2. per turn: asks the model (or the recording), parses its JSON, checks the AST here (a parse,
+   no execution), validates the function in a sandboxed child, measures its fitness in another
+   one, and answers with the fitness or a precise error; the state is saved after the reply and
+   after the answer;
+3. writes the best evaluated candidate as a `code` artefact (meta-learner `llm`, its name and
+   thought in the manifest).
+
+Fitness is the mean over `--envs` of (mean final return over `--num-runs` seeds) divided by the
+env's return of the warm start's reference as the original code measured it: PPO with Adam
+(`ppo_normaliser`) for LPO and recurrent OPEN, PPO with tuned SGD (`sgd_normaliser`) for
+OPEN-FF and No Features (reference §7.1). So 1.0 is about the reference; every candidate uses
+the same seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metarl_cli.errors import ConfigError
+from metarl_cli.meta.llm import prompts
+from metarl_cli.meta.llm.candidate import process, warm_start
+from metarl_cli.meta.llm.client import (
+    NO_KEY,
+    ReplayExhausted,
+    find_api_key,
+    load_replay,
+    price_for,
+)
+from metarl_cli.meta.llm.config import DiscoverConfig, DiscoverError, config_differences
+from metarl_cli.meta.llm.outcome import over_budget, replay_check, totals, write_artefact
+from metarl_cli.meta.llm.state import CONVERSATION, RunState, clear_run_dir
+
+__all__ = ["DiscoverError", "DiscoverPlan", "DiscoverResult", "discover", "plan_discover"]
+
+_NORMALISER = {"lpo": "ppo", "open": "ppo", "open_ff": "sgd", "nofeat": "sgd"}
+_REFERENCE = {"ppo": "PPO with Adam", "sgd": "PPO with tuned SGD"}
+
+
+@dataclass
+class DiscoverPlan:
+    """A checked run; nothing has been written or called yet."""
+
+    cfg: DiscoverConfig
+    algorithm: Any
+    normalisers: dict[str, float]
+    normaliser_kind: str
+    output: Path
+    run_dir: Path
+    state: RunState | None  # the saved run when resuming
+    force: bool
+    api_key: str | None
+    price: tuple[float, float] | None
+    lr: float  # the first env's tuned lr, passed to the validation's sample call
+
+
+def plan_discover(
+    cfg: DiscoverConfig,
+    output: str | Path,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> DiscoverPlan:
+    """Validates a run without writing, calling a model or compiling anything."""
+    from metarl_cli.config import build_config
+    from metarl_cli.fsutil import check_writable
+    from metarl_cli.learned.base import get_algorithm
+
+    algorithm = get_algorithm(cfg.algo)
+    if "code" not in algorithm.forms:
+        raise ConfigError(f"{algorithm.name} has no code form, so an LLM cannot propose one")
+    configs = {
+        e: build_config(e, timesteps=cfg.timesteps, overrides=cfg.overrides) for e in cfg.envs
+    }
+    kind = _NORMALISER.get(algorithm.name, "ppo")
+    normalisers = {e: getattr(c, f"{kind}_normaliser") for e, c in configs.items()}
+    missing = [e for e, v in normalisers.items() if v is None]
+    if missing and len(configs) > 1:
+        raise ConfigError(
+            f"no {kind.upper()} return normaliser for {', '.join(missing)}, so its returns "
+            "cannot be averaged with other envs; discover on it alone"
+        )
+    normalisers = {e: float(v or 1.0) for e, v in normalisers.items()}
+    output = check_writable(output, force=force)
+    api_key = find_api_key()
+    if cfg.replay is None and cfg.base_url is None and api_key is None:
+        raise ConfigError(NO_KEY)
+    price = price_for(cfg.model, cfg.price)
+    if cfg.max_cost is not None and price is None and cfg.replay is None:
+        raise ConfigError(
+            f"--max-cost needs a price, and {cfg.model!r} is not in the price table; pass "
+            "--price IN,OUT (USD per million input and output tokens)"
+        )
+    if cfg.replay is not None:
+        load_replay(cfg.replay)  # fail now on a bad file
+    rd = Path(run_dir if run_dir is not None else output.with_suffix(".run")).expanduser()
+    if rd.exists() and not rd.is_dir():
+        raise ConfigError(f"--run-dir {rd} is a file; give a directory")
+    state = None
+    if (rd / CONVERSATION).exists():
+        if resume:  # --force then only means: the output may be overwritten
+            state = RunState.load(rd)
+            if state.config.get("algo") != cfg.algo or config_differences(state.config, cfg):
+                diffs = config_differences(state.config, cfg)
+                raise ConfigError(
+                    f"cannot resume {rd}: the run's fitness settings differ "
+                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
+                )
+        elif not force:
+            raise ConfigError(
+                f"{rd} already holds a discover run; pass --resume to continue it or --force "
+                "to start over"
+            )
+    first = next(iter(configs.values()))  # a drift has no lr input; optimisers get theirs
+    lr = first.l2o_lr if "var" in algorithm.code_parameters else first.sgd_lr
+    return DiscoverPlan(
+        cfg, algorithm, normalisers, kind, output, rd, state, force, api_key, price, float(lr)
+    )
+
+
+@dataclass
+class DiscoverResult:
+    state: RunState
+    best: dict[str, Any]
+    manifest: Any
+    stopped: str | None
+    totals: dict[str, Any]
+    replay_check: dict[str, Any] | None
+
+
+def fitness_text(plan: DiscoverPlan) -> str:
+    envs = ", ".join(plan.cfg.envs)
+    return (
+        f"The fitness is the final return of RL training with your function on {envs}, divided "
+        f"by the return of {_REFERENCE[plan.normaliser_kind]} on the same environment and "
+        "averaged over environments, so 1.0 is about the reference; higher is better."
+    )
+
+
+def _chat(plan: DiscoverPlan) -> Any:
+    if plan.cfg.replay is not None:
+        return load_replay(plan.cfg.replay)
+    from metarl_cli.meta.llm.client import OpenAIChat
+
+    return OpenAIChat(
+        plan.cfg.model,
+        base_url=plan.cfg.base_url,
+        api_key=plan.api_key,
+        timeout_s=plan.cfg.request_timeout,
+        retries=plan.cfg.retries,
+        json_mode=plan.cfg.json_mode,
+    )
+
+
+def discover(
+    plan: DiscoverPlan, on_event: Callable[[str, dict[str, Any]], None] | None = None
+) -> DiscoverResult:
+    """Runs (or continues) the conversation and writes the best candidate as an artefact.
+
+    Raises:
+        DiscoverError: the warm start cannot be evaluated, or no candidate was evaluated.
+        LLMError: the model server failed past the retries (the run is saved: resume it).
+    """
+
+    def emit(kind: str, payload: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(kind, payload)
+
+    cfg = plan.cfg
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    if plan.state is None:
+        clear_run_dir(plan.run_dir)
+    state = plan.state or RunState(config=cfg.model_dump(mode="json"))
+    state.config = cfg.model_dump(mode="json")
+    state.sessions += 1
+    chat = _chat(plan)
+    if not state.archive:
+        warm = warm_start(plan, emit)
+        state.archive.append(warm)
+        system = prompts.system_prompt(plan.algorithm, fitness_text(plan))
+        state.messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompts.results_message([warm])},
+        ]
+        state.save(plan.run_dir)
+    stopped = None
+    while state.turns_done() < cfg.turns:
+        turn = state.turns_done() + 1
+        entry = state.pending()
+        if entry is None:
+            stopped = over_budget(plan, state)
+            if stopped:
+                break
+            emit("model_begin", {"turn": turn})
+            try:
+                reply = chat.complete(state.messages, turn)
+            except ReplayExhausted:
+                stopped = f"the recording {cfg.replay} has no reply for turn {turn}"
+                break
+            entry = {
+                "turn": turn,
+                "status": "pending",
+                "reply": reply.content,
+                "usage": reply.usage,
+                "attempts": reply.attempts,
+                "request_errors": reply.errors,
+                "replayed": reply.replayed,
+                "times": {"model_s": reply.model_s},
+            }
+            state.messages.append({"role": "assistant", "content": reply.content})
+            state.archive.append(entry)
+            state.save(plan.run_dir)
+        emit("validate_begin", {"turn": turn})
+        t = time.perf_counter()
+        process(plan, entry)
+        times = entry["times"]
+        times["total_s"] = times.get("model_s", 0.0) + time.perf_counter() - t
+        state.messages.append({"role": "user", "content": entry["feedback"]})
+        state.save(plan.run_dir)
+        emit("turn", entry)
+    state.stopped = stopped
+    state.save(plan.run_dir)
+    if stopped:
+        emit("stopped", {"reason": stopped})
+    best = state.best()
+    if best is None:
+        raise DiscoverError(
+            f"no candidate was evaluated in {state.turns_done()} turn(s), so there is nothing to "
+            f"write; the run is saved in {plan.run_dir}: --resume with more --turns"
+        )
+    manifest = write_artefact(plan, state, best)
+    return DiscoverResult(
+        state, best, manifest, stopped, totals(state, plan.price), replay_check(plan, state)
+    )

@@ -1,0 +1,31 @@
+"""Symbolic distillation: a neural learned algorithm distilled into a symbolic program.
+
+`data.py` loads and validates the teacher and computes its outputs on synthetic inputs;
+`backends.py` runs a round of symbolic regression (Operon by default, PySR when Julia is
+available); `export.py` turns a program into the text `learned/symbolic.py` compiles, prints it
+for reading and checks the round trip to JAX; `search.py` runs the rounds, selects, evaluates in
+RL and resumes. Names are imported lazily, so importing this package does not import JAX.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SymbolicConfig",
+    "SymbolicInterrupted",
+    "default_config",
+    "load_teacher",
+    "plan_symbolic",
+    "run_symbolic",
+]
+
+
+def __getattr__(name: str):
+    if name == "load_teacher":
+        from metarl_cli.meta.symbolic.data import load_teacher
+
+        return load_teacher
+    if name in __all__:
+        from metarl_cli.meta.symbolic import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module 'metarl_cli.meta.symbolic' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""The symbolic distillation configuration: a frozen pydantic model (no JAX import).
+
+Defaults are Table 10 of the paper mapped to Operon (see docs/symbolic.md): programs of at most
+40 nodes for LPO and 60 for the optimisers, populations of about PySR's 31 x 33 and 160 x 33,
+10 generations per round, 40 rounds, batches of 5000 rows, constant optimisation on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from metarl_cli.meta.symbolic.backends import SearchSettings
+
+# Table 10, mapped to Operon (docs/symbolic.md): LPO / the optimisers.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "lpo": {
+        "population": 1000,
+        "max_size": 40,
+        "max_depth": 8,
+        "operators": ["add", "sub", "mul", "div", "min", "max", "square", "tanh", "abs"],
+        "num_points": 1024 * 1024,
+    },
+    "optimiser": {
+        "population": 5000,
+        "max_size": 60,
+        "max_depth": 9,
+        "operators": ["add", "sub", "mul", "div", "min", "max", "exp", "tanh", "abs"],
+        "num_points": 1_000_000,
+    },
+}
+RESUMABLE_CHANGES = frozenset({"rounds", "threads", "num_runs"})
+
+
+class SymbolicConfig(BaseModel):
+    """Everything that determines a symbolic distillation run.
+
+    Attributes:
+        algo: the teacher's algorithm (`lpo`, `open_ff`, `nofeat`).
+        teacher_digest: the teacher artefact's file sha256.
+        backend: `operon` (default) or `pysr`.
+        rounds: search rounds (the paper's 40); each ends with an RL evaluation.
+        iterations: generations per round (the paper's 10 PySR iterations).
+        population, max_size, max_depth, operators: the program search space (Table 10).
+        optimizer_iterations, local_search_probability: constant optimisation.
+        batch_size: rows per round (Table 10's 5000).
+        num_points: teacher data points (LPO: a grid of about this many).
+        grad_loss: LPO: fit d drift / d r instead of the drift.
+        clip_eps: LPO: the teacher's PPO clip epsilon.
+        envs: RL evaluation envs (default: the teacher's training envs).
+        num_runs: RL seeds per env and round (0: no RL evaluation).
+        timesteps, overrides: the RL evaluation's budget and `--set` values.
+        seed: master seed.
+        threads: backend worker threads.
+        selection_points, holdout_points: rows of the selection set and of the round trip.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    algo: str
+    teacher_digest: str
+    backend: Literal["operon", "pysr"] = "operon"
+    rounds: int = Field(40, ge=1)
+    iterations: int = Field(10, ge=1)
+    population: int = Field(ge=4)
+    max_size: int = Field(ge=3)
+    max_depth: int = Field(ge=2)
+    operators: list[str]
+    optimizer_iterations: int = Field(8, ge=0)
+    local_search_probability: float = Field(1.0, ge=0.0, le=1.0)
+    batch_size: int = Field(5000, ge=10)
+    num_points: int = Field(ge=100)
+    grad_loss: bool = False
+    clip_eps: float = 0.2
+    envs: list[str] = Field(default_factory=list)
+    num_runs: int = Field(8, ge=0)
+    timesteps: int | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    selection_points: int = Field(10_000, ge=10)
+    holdout_points: int = Field(10_000, ge=10)
+
+    @field_validator("timesteps", mode="before")
+    @classmethod
+    def _parse_budget(cls, v: Any) -> Any:
+        # Budgets are written as 5e5 on the command line.
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError as e:
+                raise ValueError(f"not a number: {v!r}") from e
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise ValueError(f"must be a whole number of steps, got {v}")
+            v = int(v)
+        return v
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, v: list[str]) -> list[str]:
+        from metarl_cli.meta.symbolic.backends import OPERATORS
+
+        unknown = [o for o in v if o not in OPERATORS]
+        if unknown:
+            raise ValueError(f"unknown operator {unknown[0]!r}; known: {', '.join(OPERATORS)}")
+        return v
+
+    def settings(self) -> SearchSettings:
+        return SearchSettings(
+            operators=tuple(self.operators),
+            max_size=self.max_size,
+            max_depth=self.max_depth,
+            population=self.population,
+            generations=self.iterations,
+            optimizer_iterations=self.optimizer_iterations,
+            local_search_probability=self.local_search_probability,
+            threads=self.threads,
+        )
+
+
+def default_config(teacher: Any, **values: Any) -> SymbolicConfig:
+    """The config for `teacher`: Table 10's defaults for its algorithm, then `values` (None
+    values are left at the default)."""
+    kind = "lpo" if teacher.name == "lpo" else "optimiser"
+    merged = {**DEFAULTS[kind], "threads": os.cpu_count() or 1}
+    merged.update({k: v for k, v in values.items() if v is not None})
+    return SymbolicConfig(algo=teacher.name, teacher_digest=teacher.digest, **merged)
+
+
+def config_differences(saved: dict[str, Any], current: SymbolicConfig) -> list[str]:
+    """Fields (other than `RESUMABLE_CHANGES`) whose values differ, as 'name: saved -> now'."""
+    now = current.model_dump(mode="json")
+    return [
+        f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}"
+        for k in sorted(set(saved) | set(now))
+        if k not in RESUMABLE_CHANGES and saved.get(k, "<absent>") != now.get(k, "<absent>")
+    ]

@@ -1,0 +1,375 @@
+"""Symbolic distillation in rounds (paper §4.4, Table 10): search, select, check, evaluate.
+
+Each round warm-starts the backend from the previous round's population, runs `iterations`
+generations on a fresh batch of `batch_size` rows of the teacher data, then
+
+1. scores every distinct program of the population on a fixed selection set (the L2 error of
+   what would be exported, in the target's units) and keeps the Pareto front (size vs L2) in
+   the run directory;
+2. takes the most accurate program (lowest L2, as the paper recommends over PySR's score),
+   exports it and checks the round trip (the compiled JAX kernel against the backend's own
+   predictions on held-out inputs, to 1e-5 relative); a program failing it is skipped;
+3. writes it as an artefact and evaluates it in RL on the teacher's training envs.
+
+LPO programs vanish at r = 1 by construction: every program is scored and exported as
+`f(log_r, r_minus_1, A) - f(0, 0, A)` (through `relu`, as the drift slot applies it); with
+`grad_loss` the search's loss compares its finite-difference derivative in r with the
+teacher's. The output is the most accurate program over all rounds (for LPO, among those
+passing the drift checks when the teacher passes them). Progress is saved after every round;
+`resume` continues from the last completed round and gives the same result as an uninterrupted
+run (rounds are seeded by their index and the population is saved exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl_cli.errors import ConfigError, MetarlError
+from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.meta.symbolic.backends import RoundInterrupted
+from metarl_cli.meta.symbolic.config import SymbolicConfig, config_differences, default_config
+from metarl_cli.meta.symbolic.data import Teacher
+from metarl_cli.meta.symbolic.problem import (
+    Problem,
+    choose,
+    front_records,
+    make_problem,
+    pareto_front,
+    score,
+    teacher_validity,
+    validity,
+)
+from metarl_cli.meta.symbolic.rundir import STATE_FORMAT, SymbolicRunDir
+
+__all__ = [
+    "SymbolicConfig",
+    "SymbolicInterrupted",
+    "SymbolicPlan",
+    "SymbolicResult",
+    "default_config",
+    "plan_symbolic",
+    "run_symbolic",
+]
+
+
+@dataclass
+class SymbolicPlan:
+    """A validated run: nothing written or compiled yet."""
+
+    cfg: SymbolicConfig
+    teacher: Teacher
+    output: Path
+    run_dir: SymbolicRunDir
+    resume: bool
+    force: bool
+    resume_from: int = 0
+
+
+def plan_symbolic(
+    cfg: SymbolicConfig,
+    teacher: Teacher,
+    output: str | Path,
+    *,
+    run_dir: str | Path | None,
+    resume: bool,
+    force: bool,
+) -> SymbolicPlan:
+    """Validates a run (backend, envs and their configs, output, run dir, resumed state)."""
+    from metarl_cli.config import build_config
+    from metarl_cli.fsutil import check_writable
+    from metarl_cli.meta.symbolic.backends import check_available
+
+    check_available(cfg.backend)
+    if cfg.grad_loss and cfg.algo != "lpo":
+        raise ConfigError("--grad-loss is for LPO only (it fits d drift / d r)")
+    if cfg.grad_loss and cfg.backend != "operon":
+        raise ConfigError("--grad-loss needs --backend operon (a Python loss on the gradient)")
+    if cfg.num_runs > 0:
+        if not cfg.envs:
+            raise ConfigError(
+                "the teacher names no training envs to evaluate on; pass --envs (or --num-runs 0)"
+            )
+        for env_id in cfg.envs:
+            build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
+    output = check_writable(output, force=force)
+    rd = SymbolicRunDir(run_dir if run_dir is not None else output.with_suffix(".run"))
+    rd.check(resume=resume, force=force)
+    resume_from = 0
+    if resume:
+        state = rd.read_state()
+        if state is not None:
+            diffs = config_differences(state["config"], cfg)
+            if diffs:
+                raise ConfigError(
+                    f"cannot resume {rd.path}: the config differs from the saved run "
+                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
+                )
+            resume_from = int(state["round"])
+    return SymbolicPlan(cfg, teacher, output, rd, resume, force, resume_from)
+
+
+# --- RL evaluation ------------------------------------------------------------------------
+
+
+def rl_evaluate(cfg: SymbolicConfig, path: Path) -> dict[str, Any]:
+    """Evaluates the artefact at `path` on `cfg.envs`: per-env mean final return, diverged
+    runs, and the score (mean over envs of the PPO-normalised mean return, where known)."""
+    from metarl_cli.evaluation import evaluate
+
+    result = evaluate(
+        str(path),
+        cfg.envs,
+        num_runs=cfg.num_runs,
+        seed=cfg.seed,
+        timesteps=cfg.timesteps,
+        overrides=cfg.overrides,
+    )
+    per_env, scores = {}, []
+    for env in result.envs:
+        mean = env.summary.mean
+        per_env[env.env_id] = {
+            "mean": mean,
+            "iqm": env.summary.iqm,
+            "diverged": int(sum(env.diverged)),
+        }
+        value = float("nan") if mean is None else mean
+        scores.append(value / env.normaliser if env.normaliser else value)
+    return {"score": float(np.mean(scores)), "per_env": per_env}
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+class SymbolicInterrupted(MetarlError):
+    """Stopped by the user; progress up to the last completed round is saved."""
+
+    def __init__(self, rounds_done: int) -> None:
+        super().__init__(f"interrupted after round {rounds_done}")
+        self.rounds_done = rounds_done
+
+
+@dataclass
+class SymbolicResult:
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+    teacher_problems: list[str]
+    student_problems: list[str]
+    wall_s: float
+
+
+def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | None = None):
+    """Runs (or resumes) the search and writes the artefact. Returns (manifest, result)."""
+    from metarl_cli.meta.symbolic.backends import make_backend
+
+    cfg, rd = plan.cfg, plan.run_dir
+    emit = on_event or (lambda name, info: None)
+    backend = make_backend(cfg.backend)
+    problem = make_problem(cfg, plan.teacher, emit)
+    rd.prepare(resume=plan.resume, force=plan.force)
+    state = rd.read_state() if plan.resume else None
+    if state is None:
+        state = {"format": STATE_FORMAT, "round": 0, "history": [], "best": None, "wall_s": 0.0}
+        population = None
+        atomic_write_text(
+            rd.file("config.json"),
+            json.dumps({"symbolic": cfg.model_dump(mode="json"), "teacher": str(plan.teacher.path)})
+            + "\n",
+            force=True,
+        )
+    else:
+        population = state.pop("population") or None
+    state["config"] = cfg.model_dump(mode="json")
+    rd.truncate_metrics(state["round"])
+    settings = cfg.settings()
+    teacher_problems = teacher_validity(problem)
+    require_valid = problem.lpo and not teacher_problems
+    order = np.random.default_rng([cfg.seed, 2]).permutation(len(problem.data))
+    batch = min(cfg.batch_size, len(problem.data))
+    stop = _StopFlag()
+    with stop:
+        for k in range(state["round"] + 1, cfg.rounds + 1):
+            emit("round", {"round": k, "of": cfg.rounds})
+            t0 = time.perf_counter()
+            start = ((k - 1) * batch) % len(order)
+            rows = np.take(order, np.arange(start, start + batch), mode="wrap")
+            task = problem.task(problem.data.take(rows))
+            try:
+                result = backend.fit_round(
+                    task,
+                    settings,
+                    population,
+                    seed=_round_seed(cfg.seed, k),
+                    on_generation=lambda g, k=k: emit(
+                        "generation", {"round": k, "generation": g, "of": cfg.iterations}
+                    ),
+                    should_stop=stop.is_set,
+                )
+            except RoundInterrupted:
+                raise SymbolicInterrupted(state["round"]) from None
+            search_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            scored = score(problem, result.candidates)
+            front = pareto_front(scored)
+            chosen = choose(problem, scored, require_valid=require_valid)
+            select_s = time.perf_counter() - t1
+            record: dict[str, Any] = {
+                "round": k,
+                "generations": result.generations,
+                "evaluations": result.evaluations,
+                "candidates": len(result.candidates),
+                "search_s": search_s,
+                "select_s": select_s,
+                "best_l2": chosen["l2"] if chosen else None,
+                "complexity": chosen["complexity"] if chosen else None,
+                "pareto_size": len(front),
+            }
+            pareto = json.dumps(front_records(problem, front), indent=1)
+            atomic_write_text(rd.file(f"pareto_{k:04d}.json"), pareto, force=True)
+            atomic_write_text(rd.file("pareto.json"), pareto, force=True)
+            if chosen is not None:
+                chosen["round"] = k
+                record["validity"] = chosen["validity"]
+                if cfg.num_runs > 0:
+                    emit("evaluating", {"round": k})
+                    path = rd.file(f"round_{k:04d}.safetensors")
+                    _save(plan, problem, chosen, path, state, final=False)
+                    t2 = time.perf_counter()
+                    chosen["rl"] = rl_evaluate(cfg, path)
+                    record["rl_score"] = chosen["rl"]["score"]
+                    record["rl"] = chosen["rl"]["per_env"]
+                    record["eval_s"] = time.perf_counter() - t2
+                if _better(chosen, state["best"], require_valid):
+                    state["best"] = chosen
+            record["wall_s"] = time.perf_counter() - t0
+            state["history"].append(record)
+            state["round"] = k
+            state["wall_s"] = float(state.get("wall_s", 0.0)) + record["wall_s"]
+            population = result.population
+            rd.write_round(state, population)
+            rd.append_metrics(record)
+            emit("round_done", record)
+            if stop.is_set():
+                raise SymbolicInterrupted(k)
+    if state["best"] is None:
+        raise MetarlError(
+            "no program passed the round trip in any round; run more rounds or iterations "
+            "(the run directory's pareto.json lists what was found)"
+        )
+    best = state["best"]
+    student = validity(problem, best["text"])
+    checks = (student, teacher_problems)
+    manifest = _save(plan, problem, best, plan.output, state, final=True, checks=checks)
+    result = SymbolicResult(best, state["history"], teacher_problems, student, state["wall_s"])
+    return manifest, result
+
+
+def _better(new: dict[str, Any], best: dict[str, Any] | None, require_valid: bool) -> bool:
+    """Lowest L2 wins (later rounds win ties); valid programs first when required."""
+    if best is None:
+        return True
+
+    def key(r: dict[str, Any]) -> tuple[bool, float]:
+        return (require_valid and bool(r["validity"]), r["l2"])
+
+    return key(new) <= key(best)
+
+
+def _round_seed(seed: int, k: int) -> int:
+    return int(np.random.default_rng([seed, 3, k]).integers(0, 2**63 - 1))
+
+
+def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, checks=None):
+    """Writes `chosen` as a symbolic artefact (the manifest carries the expression, the
+    variable mapping, the round trip and the validity checks)."""
+    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo, save_artefact
+    from metarl_cli.evaluation import package_versions
+    from metarl_cli.learned.base import check_form
+
+    cfg, algorithm = plan.cfg, problem.teacher.algorithm
+    check_form(algorithm, "symbolic", chosen["text"])
+    student, teacher = checks if checks is not None else (chosen.get("validity", []), None)
+    factor = chosen.get("factor", problem.scale)
+    exported_as = (
+        f"{factor!r} * (f(log_r, r_minus_1, A) - f(0, 0, A)), f the backend expression; the "
+        "drift is relu of it"
+        if problem.lpo
+        else f"{factor!r} * f(inputs), f the backend expression"
+    )
+    info = {
+        **cfg.model_dump(mode="json"),
+        "backend_version": _backend_version(cfg.backend),
+        "backend_expression": chosen["backend_expression"],
+        "variables": {f"X{i + 1}": n for i, n in enumerate(problem.data.names)},
+        "exported_as": exported_as,
+        "round_trip": chosen["round_trip"],
+        "validity": {"student": student, "teacher": teacher},
+        "selected_round": chosen["round"],
+        "l2": chosen["l2"],
+        "pretty": chosen["pretty"],
+        "rounds_done": state["round"],
+    }
+    summary = {"l2": float(chosen["l2"])}
+    if "rl" in chosen and np.isfinite(chosen["rl"]["score"]):
+        summary["rl_score"] = float(chosen["rl"]["score"])
+    manifest = Manifest(
+        algorithm=algorithm.name,
+        slot=algorithm.slot,
+        form="symbolic",
+        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+        expression=chosen["text"],
+        meta_learner=MetaLearnerInfo(name="symbolic", config=info),
+        training_envs=list(problem.teacher.training_envs) or list(cfg.envs),
+        generation=int(chosen["round"]),
+        fitness_summary=summary,
+        parent_digest=problem.teacher.digest,
+        versions=package_versions(),
+        notes="symbolic distillation (most accurate program, round "
+        f"{chosen['round']}); for reading, with short constants:\n{chosen['pretty']}",
+    )
+    return save_artefact(path, {}, manifest, force=plan.force or not final)
+
+
+def _backend_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pyoperon" if name == "operon" else "pysr")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _StopFlag:
+    """SIGINT sets a flag (the backend stops at the next generation) instead of raising
+    inside the backend's C++ loop, which would swallow it."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._previous: Any = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def _handler(self, signum, frame) -> None:
+        del signum, frame
+        if self._set:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._set = True
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
