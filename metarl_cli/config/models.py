@@ -18,6 +18,20 @@ from metarl_cli.config.presets import preset
 from metarl_cli.errors import ConfigError
 
 
+def parse_budget(v: Any) -> Any:
+    """A step budget written as 5e5 or 1e7 (command line, paper) -> int; other values pass."""
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError as e:
+            raise ValueError(f"not a number: {v!r}") from e
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError(f"must be a whole number of steps, got {v}")
+        v = int(v)
+    return v
+
+
 class TrainConfig(BaseModel):
     """One PPO training run on one environment (the paper's Table 2 plus Tables 4-6).
 
@@ -61,17 +75,7 @@ class TrainConfig(BaseModel):
     @field_validator("total_timesteps", mode="before")
     @classmethod
     def _parse_budget(cls, v: Any) -> Any:
-        # Budgets are written as 5e5 or 1e7 on the command line and in the paper.
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError as e:
-                raise ValueError(f"not a number: {v!r}") from e
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise ValueError(f"must be a whole number of steps, got {v}")
-            v = int(v)
-        return v
+        return parse_budget(v)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> TrainConfig:

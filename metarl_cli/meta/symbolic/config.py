@@ -86,17 +86,9 @@ class SymbolicConfig(BaseModel):
     @field_validator("timesteps", mode="before")
     @classmethod
     def _parse_budget(cls, v: Any) -> Any:
-        # Budgets are written as 5e5 on the command line.
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError as e:
-                raise ValueError(f"not a number: {v!r}") from e
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise ValueError(f"must be a whole number of steps, got {v}")
-            v = int(v)
-        return v
+        from metarl_cli.config.models import parse_budget
+
+        return parse_budget(v)
 
     @field_validator("operators")
     @classmethod
