@@ -98,8 +98,72 @@ def resolve_target(
         digest=artefact_digest(target),
         form=manifest.form,
         spec_digest=manifest.feature_spec.digest,
+        **provenance(manifest, tensors),
     )
     return record, build, theta
+
+
+# What a meta-learner may record about its run in the manifest config: costs (ES writes env
+# steps and wall time, distillation its wall time) and distillation's network sizes.
+_META_TRAIN_KEYS = (
+    "env_steps",
+    "eval_env_steps",
+    "wall_s",
+    "chosen_generation",
+    "generations",
+    "teacher_params",
+    "student_params",
+)
+
+
+def provenance(manifest: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields a report needs (training envs, meta-learner and its costs, text)."""
+    import numpy as np
+
+    config = manifest.meta_learner.config if manifest.meta_learner else {}
+    meta_train = {
+        k: config[k]
+        for k in _META_TRAIN_KEYS
+        if isinstance(config.get(k), int | float) and not isinstance(config.get(k), bool)
+    }
+    if manifest.generation is not None:
+        meta_train["generation"] = manifest.generation
+    return dict(
+        training_envs=list(manifest.training_envs),
+        meta_learner=manifest.meta_learner.name if manifest.meta_learner else None,
+        meta_train=meta_train,
+        parent_digest=manifest.parent_digest,
+        architecture=dict(manifest.architecture),
+        num_parameters=(
+            int(sum(np.asarray(t).size for t in tensors.values()))
+            if manifest.form == "neural"
+            else None
+        ),
+        text=manifest.expression if manifest.form == "symbolic" else manifest.source,
+    )
+
+
+def scaled_timesteps(
+    env_id: str,
+    scale: float,
+    overrides: dict[str, Any] | None = None,
+    file_values: dict[str, Any] | None = None,
+) -> int:
+    """`scale` x the env's configured budget (preset < file < --set), rounded to whole steps.
+
+    Raises ConfigError when the scaled budget is not even one update, naming the smallest scale.
+    """
+    if not scale > 0:
+        raise ConfigError(f"--timesteps-scale must be positive, got {scale}")
+    cfg = build_config(env_id, overrides=overrides, file_values=file_values)
+    steps = round(cfg.total_timesteps * scale)
+    if steps < cfg.batch_size:
+        raise ConfigError(
+            f"--timesteps-scale {scale:g} gives {steps} steps on {env_id}, less than one update "
+            f"({cfg.batch_size} = num_envs x num_steps); use at least "
+            f"{cfg.batch_size / cfg.total_timesteps:.2g}, or shrink num_envs/num_steps with --set"
+        )
+    return steps
 
 
 def _own_version() -> str:
@@ -132,6 +196,8 @@ def evaluate(
     file_values: dict[str, Any] | None = None,
     on_event: Callable[[str, str], None] | None = None,
     expect_algorithm: str | None = None,
+    timesteps_scale: float | None = None,
+    suite: str | None = None,
 ) -> EvalResult:
     """Trains `num_runs` seeds of `target` on each env and returns the validated result.
 
@@ -146,14 +212,19 @@ def evaluate(
         overrides: `--set` values; file_values: `--config` file values.
         on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
         expect_algorithm: refuse an artefact of any other algorithm.
+        timesteps_scale: multiply each env's configured budget (exclusive with `timesteps`).
+        suite: the suite name `env_ids` came from, recorded in the result.
     """
     if num_runs < 1:
         raise ConfigError(f"--num-runs must be at least 1, got {num_runs}")
     record, build_slots, theta = resolve_target(target, expect_algorithm)
-    configs = [
-        build_config(e, timesteps=timesteps, overrides=overrides, file_values=file_values)
-        for e in env_ids
-    ]
+    configs = build_configs(
+        env_ids,
+        timesteps=timesteps,
+        timesteps_scale=timesteps_scale,
+        overrides=overrides,
+        file_values=file_values,
+    )
     import jax
     import numpy as np
 
@@ -199,4 +270,29 @@ def evaluate(
         envs=env_results,
         devices={**device_info(), "chunk": chunk},
         versions=package_versions(),
+        suite=suite,
+        timesteps_scale=timesteps_scale,
     )
+
+
+def build_configs(
+    env_ids: list[str],
+    *,
+    timesteps: float | int | str | None = None,
+    timesteps_scale: float | None = None,
+    overrides: dict[str, Any] | None = None,
+    file_values: dict[str, Any] | None = None,
+) -> list[TrainConfig]:
+    """Validated configs for every env before anything runs (budget: preset, `timesteps` or
+    `timesteps_scale` x the configured budget)."""
+    if timesteps is not None and timesteps_scale is not None:
+        raise ConfigError("pass --timesteps or --timesteps-scale, not both")
+    configs = []
+    for env_id in env_ids:
+        budget = timesteps
+        if timesteps_scale is not None:
+            budget = scaled_timesteps(env_id, timesteps_scale, overrides, file_values)
+        configs.append(
+            build_config(env_id, timesteps=budget, overrides=overrides, file_values=file_values)
+        )
+    return configs

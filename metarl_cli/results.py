@@ -49,7 +49,11 @@ class EnvResult(_Frozen):
 
 
 class Target(_Frozen):
-    """What was evaluated: a built-in baseline or an artefact (with its file digest)."""
+    """What was evaluated: a built-in baseline or an artefact (with its file digest).
+
+    The provenance fields (training envs onwards) are copied from the artefact's manifest so a
+    report needs only the result files; they default to empty for older result files.
+    """
 
     kind: Literal["baseline", "artefact"]
     name: str
@@ -58,6 +62,17 @@ class Target(_Frozen):
     digest: str | None = None
     form: str | None = None
     spec_digest: str | None = None
+    training_envs: list[str] = []  # meta-training envs: in-distribution for this kernel
+    meta_learner: str | None = None  # "es", "distil", "symbolic", "llm", "import", ...
+    meta_train: dict[str, Any] = {}  # env_steps, wall_s, generation where the manifest has them
+    parent_digest: str | None = None
+    architecture: dict[str, Any] = {}
+    num_parameters: int | None = None  # neural kernels: size of theta
+    text: str | None = None  # symbolic expression or code source
+
+
+SCHEMA_VERSION = 1
+"""The result-file layout this release reads and writes (optional fields may be added)."""
 
 
 class EvalResult(_Frozen):
@@ -69,6 +84,8 @@ class EvalResult(_Frozen):
     devices: dict[str, Any]
     versions: dict[str, str]
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    suite: str | None = None  # the --suite evaluated (None: an explicit --envs list)
+    timesteps_scale: float | None = None  # --timesteps-scale applied to the preset budgets
 
 
 def clean(values: Any) -> Any:
@@ -93,6 +110,12 @@ def read_result(path: Path) -> EvalResult:
         raise EvaluationError(f"no such result file: {path}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvaluationError(f"{path} is not valid JSON: {e}") from e
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(data, dict) and "envs" in data and version != SCHEMA_VERSION:
+        raise EvaluationError(
+            f"{path} has result schema version {version!r}; this metarl reads version "
+            f"{SCHEMA_VERSION} (re-run `metarl evaluate`, or use the metarl that wrote it)"
+        )
     try:
         return EvalResult.model_validate(data)
     except ValidationError as e:

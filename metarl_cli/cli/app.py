@@ -17,6 +17,7 @@ from metarl_cli.cli import envs as envs_cmd
 from metarl_cli.cli import evaluate as evaluate_cmd
 from metarl_cli.cli import import_cmd
 from metarl_cli.cli import inspect as inspect_cmd
+from metarl_cli.cli import report as report_cmd
 from metarl_cli.cli import symbolic as symbolic_cmd
 from metarl_cli.cli import train as train_cmd
 
@@ -50,6 +51,7 @@ app.command("envs")(envs_cmd.envs)
 app.command("bench")(bench_cmd.bench)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("import")(import_cmd.import_)
+app.command("report")(report_cmd.report)
 app.add_typer(train_cmd.app, name="train")
 app.command("symbolic")(symbolic_cmd.symbolic)
 app.command("discover")(discover_cmd.discover)

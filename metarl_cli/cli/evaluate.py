@@ -13,11 +13,27 @@ from metarl_cli.cli._output import err, fmt, out, print_json
 def evaluate(
     target: Annotated[str, typer.Argument(help="Baseline name (ppo) or artefact file.")],
     envs: Annotated[
-        str, typer.Option("--envs", "-e", help="Comma-separated env ids or aliases.")
-    ] = "cartpole",
+        str | None,
+        typer.Option("--envs", "-e", help="Comma-separated env ids or aliases [cartpole]."),
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            "-s",
+            help="A named env list instead of --envs: paper (the 10 meta-test envs), minatar, "
+            "brax, classic, craftax.",
+        ),
+    ] = None,
     num_runs: Annotated[int, typer.Option("--num-runs", "-n", help="Seeds per env.")] = 4,
     timesteps: Annotated[
         str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
+    ] = None,
+    timesteps_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--timesteps-scale", help="Multiply each env's preset budget (e.g. 0.01 on a CPU)."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
     chunk: Annotated[
@@ -46,22 +62,33 @@ def evaluate(
     """Train with TARGET on each env for --num-runs seeds; report final returns (mean, IQM)."""
     from metarl_cli.config import parse_set, read_config_file
     from metarl_cli.envs import resolve_envs
+    from metarl_cli.envs.registry import resolve_suite
+    from metarl_cli.errors import ConfigError
     from metarl_cli.fsutil import check_writable
 
-    env_ids = resolve_envs(envs)
+    if suite is not None and envs is not None:
+        raise ConfigError("pass --suite or --envs, not both")
+    if suite is not None:
+        suite, env_ids = resolve_suite(suite)
+    else:
+        env_ids = resolve_envs(envs or "cartpole")
     overrides = parse_set(set_ or [])
     file_values = read_config_file(config) if config else None
     if chunk is not None and chunk < 1:
-        from metarl_cli.errors import ConfigError
-
         raise ConfigError(f"--chunk must be at least 1, got {chunk}")
     if output is not None:
         check_writable(output, force=force)  # fail now, not after the run
 
-    from metarl_cli.config import build_config
+    from metarl_cli.evaluation import build_configs
 
-    for env_id in env_ids:  # validate every config before any JAX work
-        build_config(env_id, timesteps=timesteps, overrides=overrides, file_values=file_values)
+    # Validate every config (and the scaled budgets) before any JAX work.
+    build_configs(
+        env_ids,
+        timesteps=timesteps,
+        timesteps_scale=timesteps_scale,
+        overrides=overrides,
+        file_values=file_values,
+    )
 
     from metarl_cli.evaluation import evaluate as run_evaluation
     from metarl_cli.rl.parallel import enable_compilation_cache
@@ -90,6 +117,8 @@ def evaluate(
             file_values=file_values,
             on_event=on_event,
             expect_algorithm=algo,
+            timesteps_scale=timesteps_scale,
+            suite=suite,
         )
     finally:
         status.stop()
@@ -115,7 +144,8 @@ def _steps(n: int) -> str:
 def _table(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.target.name}: final return over {result.num_runs} run(s)")
+    where = f" on suite {result.suite}" if result.suite else ""
+    table = Table(title=f"{result.target.name}: final return over {result.num_runs} run(s){where}")
     table.add_column("env", no_wrap=True)
     for col in ("steps", "mean", "IQM", "95% CI", "min", "max", "steps/s"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -134,7 +164,8 @@ def _table(result) -> None:
         )
     out.print(table)
     times = ", ".join(f"{e.env_id} {e.compile_s:.1f}s/{e.run_s:.1f}s" for e in result.envs)
-    out.print(f"compile/run: {times}", style="dim")
+    total = sum(e.compile_s + e.run_s for e in result.envs)
+    out.print(f"compile/run: {times} (total {total:.1f}s)", style="dim")
     for e in result.envs:
         if any(e.diverged):
             out.print(

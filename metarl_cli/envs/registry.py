@@ -61,6 +61,38 @@ _add(
 )
 
 
+SUITES: Registry[tuple[str, ...]] = Registry("suite")
+"""Named environment lists for `metarl evaluate --suite`; `paper` is the meta-test set of §6."""
+SUITES.register(
+    "paper",
+    (
+        "minatar/freeway",
+        "minatar/spaceinvaders",
+        "minatar/asterix",
+        "minatar/breakout",
+        "brax/humanoid",
+        "brax/hopper",
+        "brax/walker2d",
+        "brax/ant",
+        "classic/cartpole",
+        "craftax/classic",
+    ),
+)
+SUITES.register(
+    "minatar",
+    ("minatar/asterix", "minatar/breakout", "minatar/freeway", "minatar/spaceinvaders"),
+)
+SUITES.register("brax", ("brax/ant", "brax/humanoid", "brax/hopper", "brax/walker2d"))
+SUITES.register("classic", ("classic/cartpole",))
+SUITES.register("craftax", ("craftax/classic",))
+
+
+def resolve_suite(name: str) -> tuple[str, list[str]]:
+    """Returns (canonical suite name, its env ids); unknown names list the known suites."""
+    canonical = SUITES.resolve(name)
+    return canonical, list(SUITES.get(canonical))
+
+
 def resolve_envs(spec: str) -> list[str]:
     """Parses a comma-separated list of ids or aliases into canonical ids (order kept, no dups)."""
     out: list[str] = []

@@ -1,0 +1,274 @@
+"""The report as Markdown (figures beside it) and as one self-contained HTML page (figures
+embedded as base64 PNGs, with links to the PNG and SVG files beside it)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from metarl_cli.analysis.collect import env_name
+
+_METHOD = (
+    "IQM pooled over runs x environments with 95% stratified-bootstrap percentile confidence "
+    "intervals (Agarwal et al., 2021, rliable's conventions; runs resampled within each "
+    "environment)"
+)
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return str(x)
+
+
+def _ci(row: dict[str, Any]) -> str:
+    if row.get("ci_low") is None:
+        return "n/a"
+    return f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+
+
+def _sections(rep, written: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """[(heading, blocks)]: each block is ("table", headers, rows) / ("figure", info) /
+    ("code", title, text) / ("text", str) / ("list", items)."""
+    inputs = [
+        [
+            e.path.name,
+            e.label,
+            e.target.name,
+            e.target.algorithm or "-",
+            e.target.form or "-",
+            e.target.meta_learner or "-",
+            ", ".join(e.target.training_envs) or "-",
+            e.result.suite or "-",
+            str(e.result.num_runs),
+            _num(e.result.timesteps_scale) if e.result.timesteps_scale else "preset/explicit",
+        ]
+        for e in rep.entries
+    ]
+    out: list[tuple[str, list[Any]]] = [
+        (
+            "Inputs",
+            [
+                (
+                    "text",
+                    f"{len(rep.entries)} result file(s) on {len(rep.env_ids)} environments "
+                    f"({', '.join(rep.env_ids)}). Statistics: {_METHOD}, {rep.reps} resamples. "
+                    f"Normalisation: `{rep.norm.mode}`.",
+                ),
+                (
+                    "table",
+                    [
+                        "file",
+                        "approach",
+                        "target",
+                        "algorithm",
+                        "form",
+                        "meta-learner",
+                        "training envs",
+                        "suite",
+                        "runs",
+                        "timesteps scale",
+                    ],
+                    inputs,
+                ),
+            ],
+        )
+    ]
+    for s in rep.studies:
+        blocks: list[Any] = []
+        for w in written:
+            if w["section"] == s.title:
+                blocks.append(("figure", w))
+                if w["name"].startswith("aggregate_"):
+                    rows = [
+                        [
+                            r["panel"],
+                            r["approach"],
+                            _num(r["iqm"]),
+                            _ci(r),
+                            f"{r['n']} ({r['tasks']} envs)",
+                        ]
+                        for r in rep.aggregate
+                        if r["study"] == s.title
+                    ]
+                    blocks.append(("table", ["panel", "approach", "IQM", "95% CI", "scores"], rows))
+        out.append((s.title, blocks))
+    per_env = [
+        [
+            env_name(r["env"]),
+            r["approach"],
+            _num(r["iqm"]),
+            _ci(r),
+            _num(r["mean"]),
+            f"{r['n']}/{r['runs']}",
+            str(r["diverged"]),
+            _num(r["run_s"]),
+            _num(r["compile_s"]),
+        ]
+        for r in rep.per_env
+    ]
+    out.append(
+        (
+            "Returns by environment",
+            [
+                (
+                    "table",
+                    [
+                        "env",
+                        "approach",
+                        "IQM",
+                        "95% CI",
+                        "mean",
+                        "finished runs",
+                        "diverged",
+                        "run s",
+                        "compile s",
+                    ],
+                    per_env,
+                )
+            ],
+        )
+    )
+    grads = [("figure", w) for w in written if w["section"] == "LPO gradients"]
+    if grads:
+        out.append(("LPO objective gradients", grads))
+    t1 = [
+        [
+            r["approach"],
+            r["study"],
+            r["form"],
+            r["samples_text"],
+            r["meta_train_text"],
+            r["meta_test_text"],
+            r["interpretability_text"],
+            r["scalability_text"],
+        ]
+        for r in rep.table1
+    ]
+    out.append(
+        (
+            "Table 1 (measured)",
+            [
+                (
+                    "text",
+                    "Samples: env steps used in meta-training (from the artefact's "
+                    "manifest); meta-train time: its wall time; meta-test time: the sum of run "
+                    "times over environments (compilation separately); interpretability by form "
+                    "(neural low, symbolic medium, code high) with the program's size; "
+                    "scalability: the kernel's inputs and the paper's rating of its method.",
+                ),
+                (
+                    "table",
+                    [
+                        "Approach",
+                        "Study",
+                        "Form",
+                        "Samples",
+                        "Train Time",
+                        "Test Time",
+                        "Interpretability",
+                        "Scalability",
+                    ],
+                    t1,
+                ),
+            ],
+        )
+    )
+    if rep.programs:
+        out.append(
+            (
+                "Discovered programs (as in Supplement C)",
+                [
+                    ("code", f"{p['title']} ({p['label']}, {p['file']})", p["text"])
+                    for p in rep.programs
+                ],
+            )
+        )
+    if rep.notes:
+        out.append(("Notes", [("list", rep.notes)]))
+    return out
+
+
+def _md_cell(x: str) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(rep, written: list[dict[str, Any]]) -> str:
+    lines = ["# metarl report", ""]
+    fig_no = 0
+    for heading, blocks in _sections(rep, written):
+        lines += [f"## {heading}", ""]
+        for b in blocks:
+            if b[0] == "text":
+                lines += [b[1], ""]
+            elif b[0] == "list":
+                lines += [f"- {item}" for item in b[1]] + [""]
+            elif b[0] == "table":
+                _, headers, rows = b
+                lines.append("| " + " | ".join(headers) + " |")
+                lines.append("|" + "---|" * len(headers))
+                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+                lines.append("")
+            elif b[0] == "figure":
+                fig_no += 1
+                w = b[1]
+                lines += [
+                    f"![{w['title']}]({w['png']})",
+                    "",
+                    f"*Figure {fig_no}: {w['caption']}* ([SVG]({w['svg']}))",
+                    "",
+                ]
+            elif b[0] == "code":
+                lines += [f"**{b[1]}**", "", "```python", b[2].rstrip(), "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f3f3f3} figure{margin:1.5em 0} img{max-width:100%;height:auto}
+figcaption{font-size:0.9em;color:#444} pre{background:#f6f8fa;padding:0.8em;overflow-x:auto}
+"""
+
+
+def html_report(rep, written: list[dict[str, Any]]) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>metarl report</title>",
+        f"<style>{_CSS}</style></head><body><h1>metarl report</h1>",
+    ]
+    fig_no = 0
+    for heading, blocks in _sections(rep, written):
+        parts.append(f"<h2>{e(heading)}</h2>")
+        for b in blocks:
+            if b[0] == "text":
+                parts.append(f"<p>{e(b[1])}</p>")
+            elif b[0] == "list":
+                parts.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+            elif b[0] == "table":
+                _, headers, rows = b
+                head = "".join(f"<th>{e(h)}</th>" for h in headers)
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows
+                )
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif b[0] == "figure":
+                fig_no += 1
+                w = b[1]
+                data = base64.b64encode(w["png_bytes"]).decode("ascii")
+                parts.append(
+                    f"<figure id='{e(w['name'])}'><img alt='{e(w['title'])}' "
+                    f"width='{w['width']}' height='{w['height']}' "
+                    f"src='data:image/png;base64,{data}'><figcaption>Figure {fig_no}: "
+                    f"{e(w['caption'])} (<a href='{e(w['png'])}'>PNG</a>, "
+                    f"<a href='{e(w['svg'])}'>SVG</a>)</figcaption></figure>"
+                )
+            elif b[0] == "code":
+                parts.append(f"<h3>{e(b[1])}</h3><pre><code>{e(b[2])}</code></pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
