@@ -13,6 +13,7 @@ import typer
 from metarl_cli._version import __version__
 from metarl_cli.cli import bench as bench_cmd
 from metarl_cli.cli import discover as discover_cmd
+from metarl_cli.cli import distil as distil_cmd
 from metarl_cli.cli import envs as envs_cmd
 from metarl_cli.cli import evaluate as evaluate_cmd
 from metarl_cli.cli import import_cmd
@@ -53,6 +54,7 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("import")(import_cmd.import_)
 app.command("report")(report_cmd.report)
 app.add_typer(train_cmd.app, name="train")
+app.command("distil")(distil_cmd.distil)
 app.command("symbolic")(symbolic_cmd.symbolic)
 app.command("discover")(discover_cmd.discover)
 

@@ -18,23 +18,15 @@ exactly the keys an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metarl_cli.errors import ArtefactError, ConfigError, MetarlError
-from metarl_cli.fsutil import atomic_write_bytes, atomic_write_text
+from metarl_cli.errors import ArtefactError
 from metarl_cli.meta.config import ESConfig, config_differences
-
-FORMAT = "metarl-es-checkpoint"
-VERSION = "1"
-CHECKPOINT = "checkpoint.safetensors"
-METRICS = "metrics.jsonl"
-CONFIG = "config.json"
-PERIODIC_GLOB = "gen_*.safetensors"
+from metarl_cli.meta.rundir import RunDirBase, refuse_changed_config, restore_leaves
 
 
 @dataclass
@@ -60,68 +52,26 @@ class Progress:
     best_eval_mean: np.ndarray | None = None
 
 
-class RunDir:
-    """A run directory, checked before anything is written."""
+class RunDir(RunDirBase):
+    """The ES run directory (module doc)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / METRICS
+    FORMAT = "metarl-es-checkpoint"
+    VERSION = "1"
+    HEADER_KEY = "progress"
+    GLOBS = ("gen_*.safetensors",)
 
     def periodic(self, generation: int) -> Path:
         return self.path / f"gen_{generation:04d}.safetensors"
 
-    def ours(self) -> list[Path]:
-        """Files of ours in the directory (the ones --force removes)."""
-        if not self.path.is_dir():
-            return []
-        names = [self.checkpoint, self.metrics, self.path / CONFIG]
-        found = [p for p in names if p.exists()]
-        return found + sorted(self.path.glob(PERIODIC_GLOB))
-
-    def check(self, *, resume: bool, force: bool) -> None:
-        """Refuses to start over an existing run unless told to resume or to overwrite."""
-        if self.path.exists() and not self.path.is_dir():
-            raise MetarlError(f"run dir {self.path} is a file; pass another --run-dir")
-        if resume or not self.path.is_dir() or not any(self.path.iterdir()):
-            if not self.path.exists():
-                parent = self.path.parent
-                if not parent.is_dir():
-                    raise MetarlError(f"cannot create run dir {self.path}: {parent} does not exist")
-            return
-        if not force:
-            raise MetarlError(
-                f"run dir {self.path} is not empty; pass --resume to continue that run or "
-                "--force to start over"
-            )
-
-    def prepare(self, *, resume: bool, force: bool) -> None:
-        """Creates the directory; with --force (not resuming) removes our old files."""
-        self.path.mkdir(parents=False, exist_ok=True)
-        if force and not resume:
-            for p in self.ours():
-                p.unlink()
-
     def write_config(self, cfg: ESConfig, train_configs: dict[str, Any]) -> None:
-        text = json.dumps({"es": cfg.model_dump(mode="json"), "train": train_configs}, indent=2)
-        atomic_write_text(self.path / CONFIG, text + "\n", force=True)
-
-    # --- checkpoints ----------------------------------------------------------------------
+        self.write_json("config.json", {"es": cfg.model_dump(mode="json"), "train": train_configs})
 
     def save(self, cfg: ESConfig, state_leaves: list[np.ndarray], progress: Progress) -> None:
         """Writes the checkpoint atomically."""
-        import safetensors.numpy
-
         tensors = {f"state/{i:03d}": np.ascontiguousarray(x) for i, x in enumerate(state_leaves)}
         if progress.best_eval_mean is not None:
             tensors["best_eval_mean"] = np.ascontiguousarray(progress.best_eval_mean)
-        meta = {
+        state = {
             "config": cfg.model_dump(mode="json"),
             "generation": progress.generation,
             "history": progress.history,
@@ -132,14 +82,11 @@ class RunDir:
             # safetensors stores 0-d tensors as shape (1,): keep the real shapes.
             "shapes": [list(np.shape(x)) for x in state_leaves],
         }
-        header = {"format": FORMAT, "version": VERSION, "progress": json.dumps(meta)}
-        atomic_write_bytes(
-            self.checkpoint, safetensors.numpy.save(tensors, metadata=header), force=True
-        )
+        self.write_checkpoint(tensors, state)
 
     def read_saved(self) -> tuple[dict[str, Any], int] | None:
         """(config, generation) of the checkpoint; None when there is no checkpoint."""
-        loaded = self._read()
+        loaded = self.read_checkpoint()
         return None if loaded is None else (loaded[1]["config"], int(loaded[1]["generation"]))
 
     def load(
@@ -151,29 +98,13 @@ class RunDir:
             ConfigError: the checkpoint was made with a different config (differences listed).
             ArtefactError: the file is unreadable or its state does not fit the strategy.
         """
-        loaded = self._read()
+        loaded = self.read_checkpoint()
         if loaded is None:
             return None
         tensors, meta = loaded
-        diffs = config_differences(meta["config"], cfg)
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {self.path}: the config differs from the checkpoint's "
-                f"({'; '.join(diffs)}); use the original flags or another --run-dir"
-            )
-        shapes = meta["shapes"]
+        refuse_changed_config(self.path, config_differences(meta["config"], cfg))
         mismatch = ArtefactError(f"{self.checkpoint}: the ES state does not fit {cfg.strategy}")
-        if len(shapes) != len(template_leaves):
-            raise mismatch
-        leaves = []
-        for i, (tmpl, shape) in enumerate(zip(template_leaves, shapes, strict=True)):
-            arr, tmpl = tensors.get(f"state/{i:03d}"), np.asarray(tmpl)
-            if arr is None or arr.size != tmpl.size or arr.dtype != tmpl.dtype:
-                raise mismatch
-            arr = arr.reshape(shape)
-            if arr.shape != tmpl.shape:
-                raise mismatch
-            leaves.append(arr)
+        leaves = restore_leaves(tensors, "state", meta["shapes"], template_leaves, mismatch)
         progress = Progress(
             generation=int(meta["generation"]),
             history=list(meta["history"]),
@@ -185,41 +116,6 @@ class RunDir:
         )
         return leaves, progress
 
-    def _read(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        if not self.checkpoint.exists():
-            return None
-        import safetensors
-        import safetensors.numpy
-
-        try:
-            with safetensors.safe_open(str(self.checkpoint), framework="numpy") as f:
-                header = f.metadata() or {}
-            if header.get("format") != FORMAT:
-                raise ValueError("not an ES checkpoint")
-            if header.get("version") != VERSION:
-                raise ValueError(f"checkpoint version {header.get('version')} is not {VERSION}")
-            meta = json.loads(header["progress"])
-            tensors = safetensors.numpy.load_file(str(self.checkpoint))
-        except Exception as e:
-            raise ArtefactError(f"cannot read checkpoint {self.checkpoint}: {e}") from None
-        return tensors, meta
-
-    # --- metrics --------------------------------------------------------------------------
-
-    def truncate_metrics(self, generation: int) -> None:
+    def truncate_metrics(self, generation: int) -> None:  # type: ignore[override]
         """Keeps only the metric lines of generations up to `generation` (atomically)."""
-        if not self.metrics.exists():
-            return
-        kept = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                if json.loads(line).get("generation", generation + 1) <= generation:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-        atomic_write_text(self.metrics, "".join(f"{x}\n" for x in kept), force=True)
-
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
-            f.flush()
+        super().truncate_metrics(lambda rec: rec["generation"] <= generation)

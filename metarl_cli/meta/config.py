@@ -101,13 +101,6 @@ class ESConfig(BaseModel):
 
 def config_differences(saved: dict[str, Any], current: ESConfig) -> list[str]:
     """Fields (other than `RESUMABLE_CHANGES`) whose values differ, as 'name: saved -> now'."""
-    now = current.model_dump(mode="json")
-    diffs = []
-    for name in sorted(set(saved) | set(now)):
-        if name in RESUMABLE_CHANGES:
-            continue
-        if saved.get(name, "<absent>") != now.get(name, "<absent>"):
-            diffs.append(
-                f"{name}: {saved.get(name, '<absent>')!r} -> {now.get(name, '<absent>')!r}"
-            )
-    return diffs
+    from metarl_cli.meta.rundir import config_differences as differences
+
+    return differences(saved, current.model_dump(mode="json"), ignore=RESUMABLE_CHANGES)

@@ -79,14 +79,10 @@ def plan_es(
         saved = rd.read_saved()
         if saved is not None:
             from metarl_cli.meta.config import config_differences
+            from metarl_cli.meta.rundir import refuse_changed_config
 
             saved_config, resume_from = saved
-            diffs = config_differences(saved_config, cfg)
-            if diffs:
-                raise ConfigError(
-                    f"cannot resume {rd.path}: the config differs from the checkpoint's "
-                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
-                )
+            refuse_changed_config(rd.path, config_differences(saved_config, cfg))
             if resume_from > cfg.num_generations:
                 raise ConfigError(
                     f"the checkpoint in {rd.path} is at generation {resume_from}, past "

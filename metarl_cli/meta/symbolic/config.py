@@ -124,9 +124,6 @@ def default_config(teacher: Any, **values: Any) -> SymbolicConfig:
 
 def config_differences(saved: dict[str, Any], current: SymbolicConfig) -> list[str]:
     """Fields (other than `RESUMABLE_CHANGES`) whose values differ, as 'name: saved -> now'."""
-    now = current.model_dump(mode="json")
-    return [
-        f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}"
-        for k in sorted(set(saved) | set(now))
-        if k not in RESUMABLE_CHANGES and saved.get(k, "<absent>") != now.get(k, "<absent>")
-    ]
+    from metarl_cli.meta.rundir import config_differences as differences
+
+    return differences(saved, current.model_dump(mode="json"), ignore=RESUMABLE_CHANGES)

@@ -34,6 +34,7 @@ import numpy as np
 
 from metarl_cli.errors import ConfigError, MetarlError
 from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.meta.rundir import refuse_changed_config
 from metarl_cli.meta.symbolic.backends import RoundInterrupted
 from metarl_cli.meta.symbolic.config import SymbolicConfig, config_differences, default_config
 from metarl_cli.meta.symbolic.data import Teacher
@@ -106,12 +107,7 @@ def plan_symbolic(
     if resume:
         state = rd.read_state()
         if state is not None:
-            diffs = config_differences(state["config"], cfg)
-            if diffs:
-                raise ConfigError(
-                    f"cannot resume {rd.path}: the config differs from the saved run "
-                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
-                )
+            refuse_changed_config(rd.path, config_differences(state["config"], cfg))
             resume_from = int(state["round"])
     return SymbolicPlan(cfg, teacher, output, rd, resume, force, resume_from)
 

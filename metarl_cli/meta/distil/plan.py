@@ -1,0 +1,224 @@
+"""`plan_distil`: validate a distillation run (teacher, student sizes, envs, paths) up front.
+
+Nothing is written or compiled until the plan is complete, so every bad input (a teacher that
+is not a network, a network too small to halve, an `--hsize` that does not fit, an unknown env,
+an existing output) is a one-line error with nothing left behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metarl_cli.config import TrainConfig, build_config
+from metarl_cli.errors import ArtefactError, ConfigError
+from metarl_cli.meta.distil.config import PAPER_LRS, ROLLOUTS, DistilConfig
+from metarl_cli.meta.distil.rundir import DistilRunDir
+
+SIZES = ("same", "smaller")
+# The layer widths of each algorithm's network (recurrent OPEN also has its GRU's).
+WIDTHS: dict[str, tuple[str, ...]] = {"open": ("hidden", "gru")}
+# The MinAtar preset's PPO schedule (updates at 1e7 steps, epochs, minibatches): the default
+# shape of recurrent OPEN's sequences when no env is given.
+DEFAULT_SCHEDULE = (1220, 4, 8)
+
+
+@dataclass
+class DistilPlan:
+    """A validated run: nothing has been written yet."""
+
+    cfg: DistilConfig
+    teacher_path: Path
+    algorithm: Any
+    teacher_theta: Any  # nested dict of numpy arrays
+    teacher_manifest: Any
+    train_configs: list[TrainConfig]
+    output: Path
+    run_dir: DistilRunDir
+    resume: bool
+    force: bool
+    resume_from: tuple[int, int] | None  # (lr index, epoch) of a checkpoint being resumed
+
+
+def widths(algorithm: Any, architecture: dict[str, Any]) -> dict[str, int]:
+    """The layer widths of `architecture` that the algorithm's network uses."""
+    keys = WIDTHS.get(algorithm.name, ("hidden",))
+    missing = [k for k in keys if not isinstance(architecture.get(k), int)]
+    if missing:
+        raise ArtefactError(
+            f"the teacher's manifest architecture {architecture} has no integer "
+            f"{', '.join(missing)} for {algorithm.name!r}"
+        )
+    return {k: int(architecture[k]) for k in keys}
+
+
+def student_architecture(
+    algorithm: Any, teacher_arch: dict[str, Any], size: str | None, hsize: int | None
+) -> tuple[str, dict[str, int]]:
+    """(size mode, the student's architecture) for `--size` and `--hsize` (see the CLI)."""
+    t = widths(algorithm, teacher_arch)
+    if size is not None and size not in SIZES:
+        raise ConfigError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    by_size: dict[str, int] | None = None
+    if size == "smaller":
+        halved = {k: v // 2 for k, v in t.items()}
+        small = [f"{k} {t[k]}" for k, v in halved.items() if v < 1]
+        if small:
+            raise ConfigError(
+                f"--size smaller cannot halve the teacher's {', '.join(small)} (a width below "
+                "1); use --size same"
+            )
+        by_size = halved
+    elif size == "same" or (size is None and hsize is None):
+        by_size = dict(t)
+    if hsize is not None:
+        if hsize < 1:
+            raise ConfigError(f"--hsize must be at least 1, got {hsize}")
+        if algorithm.name == "open" and (hsize < 2 or hsize % 2):
+            raise ConfigError(
+                f"--hsize must be even and at least 2 for recurrent OPEN (its GRU has hsize/2 "
+                f"units), got {hsize}"
+            )
+        arch = {k: int(v) for k, v in algorithm.architecture_for(hsize).items()}
+        if by_size is not None and widths(algorithm, arch) != by_size:
+            raise ConfigError(
+                f"--hsize {hsize} gives {widths(algorithm, arch)}, but --size {size} of the "
+                f"teacher's {t} gives {by_size}; pass only one of them"
+            )
+        return (size or "hsize"), arch
+    assert by_size is not None and size in (None, *SIZES)
+    if algorithm.name == "open":
+        return size or "same", by_size
+    arch = algorithm.architecture_for(by_size["hidden"])
+    return size or "same", {k: int(v) for k, v in arch.items()}
+
+
+def _load_teacher(path: str | Path) -> tuple[Any, Any, Any]:
+    """(manifest, algorithm, theta) of a neural teacher, checked against its architecture."""
+    import jax
+
+    from metarl_cli.artefacts import load_artefact
+    from metarl_cli.learned.base import get_algorithm
+
+    manifest, tensors = load_artefact(path)
+    name = Path(path).name
+    if manifest.form != "neural":
+        raise ConfigError(
+            f"distillation needs a network; {name} is a {manifest.form} kernel "
+            f"({manifest.algorithm}), not a neural artefact"
+        )
+    algorithm = get_algorithm(manifest.algorithm)
+    if manifest.feature_spec.digest != algorithm.spec.digest:
+        raise ArtefactError(
+            f"{name}: feature spec of {manifest.algorithm!r} v{manifest.feature_spec.version} "
+            f"does not match this version's v{algorithm.spec.version}"
+        )
+    arch = widths(algorithm, manifest.architecture)
+    full_arch = {**algorithm.architecture_for(arch["hidden"]), **arch}
+    template = jax.eval_shape(lambda k: algorithm.init(k, **full_arch), jax.random.key(0))
+    want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(template)}
+    have = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(tensors)}
+    if want != have:
+        raise ArtefactError(
+            f"{name}: its tensors do not fit a {manifest.algorithm} network of {arch}"
+        )
+    return manifest, algorithm, tensors
+
+
+def plan_distil(
+    teacher: str | Path,
+    output: str | Path,
+    *,
+    size: str | None = None,
+    hsize: int | None = None,
+    lrs: list[float] | None = None,
+    epochs: int = 10,
+    iters: int = 1000,
+    batch_size: int = 2048,
+    test_size: int = 10_000,
+    target: str | None = None,
+    rollout: str | None = None,
+    envs: list[str] | None = None,
+    num_runs: int = 8,
+    timesteps: int | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    eval_every: int = 1,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> DistilPlan:
+    """Validates a run without writing or compiling anything (envs: canonical ids; None: the
+    teacher's training envs)."""
+    from metarl_cli.artefacts import artefact_digest
+    from metarl_cli.fsutil import check_writable
+
+    manifest, algorithm, tensors = _load_teacher(teacher)
+    mode, student = student_architecture(algorithm, manifest.architecture, size, hsize)
+    if target is not None and algorithm.name != "lpo":
+        raise ConfigError(f"--target applies to LPO only; the teacher is {algorithm.name!r}")
+    if rollout is not None and algorithm.name != "open":
+        raise ConfigError(
+            f"--rollout applies to recurrent OPEN only; the teacher is {algorithm.name!r}"
+        )
+    if target is not None and target not in ("value", "grad"):
+        raise ConfigError(f"--target must be value or grad, got {target!r}")
+    if rollout is not None and rollout not in ROLLOUTS:
+        raise ConfigError(f"--rollout must be long or short, got {rollout!r}")
+    env_ids = list(manifest.training_envs if envs is None else envs)
+    if num_runs > 0 and not env_ids:
+        raise ConfigError(
+            f"{Path(teacher).name} names no training envs to evaluate students on; pass --envs "
+            "(or --num-runs 0 to select by held-out loss alone)"
+        )
+    configs = [build_config(e, timesteps=timesteps, overrides=overrides) for e in env_ids]
+    missing = [c.env_id for c in configs if c.ppo_normaliser is None]
+    if len(configs) > 1 and missing:
+        raise ConfigError(
+            f"no PPO return normaliser for {', '.join(missing)}, so its returns cannot be "
+            "averaged with other envs; evaluate on it alone with --envs"
+        )
+    first = configs[0] if configs else None
+    is_open = algorithm.name == "open"
+    schedule = None
+    if is_open:
+        schedule = (
+            (first.num_updates, first.update_epochs, first.num_minibatches)
+            if first
+            else DEFAULT_SCHEDULE
+        )
+    cfg = DistilConfig(
+        teacher=Path(teacher).name,
+        teacher_digest=artefact_digest(teacher),
+        algo=algorithm.name,
+        size=mode,
+        teacher_architecture={
+            k: int(v) for k, v in manifest.architecture.items() if isinstance(v, int)
+        },
+        student_architecture=student,
+        lrs=list(PAPER_LRS if lrs is None else lrs),
+        epochs=epochs,
+        iters=iters,
+        batch_size=batch_size,
+        test_size=test_size,
+        target=(target or "value") if algorithm.name == "lpo" else None,
+        rollout=(rollout or "long") if is_open else None,
+        seq_len=ROLLOUTS[rollout or "long"] if is_open else None,
+        schedule=schedule,
+        clip_eps=first.clip_eps if first else 0.2,
+        envs=env_ids,
+        num_runs=num_runs,
+        timesteps=timesteps,
+        overrides=overrides or {},
+        eval_every=eval_every,
+        seed=seed,
+    )
+    out = check_writable(output, force=force)
+    rd = DistilRunDir(run_dir if run_dir is not None else out.with_suffix(".run"))
+    rd.check(resume=resume, force=force)
+    resume_from = rd.saved_position(cfg) if resume else None
+    return DistilPlan(
+        cfg, Path(teacher), algorithm, tensors, manifest, configs, out, rd, resume, force,
+        resume_from,
+    )  # fmt: skip

@@ -1,0 +1,289 @@
+"""`distil`: the resumable host loop of black-box distillation, with checkpoint selection.
+
+For each learning rate of the sweep, a fresh student (same init for every rate) is regressed
+on the teacher for `epochs x iters` Adam steps (`fit.py`). After every `eval_every` epochs
+(and the last) the student is written to the run dir and scored (`scoring.py`: mean final RL
+return on the envs); the output artefact is the best-scoring checkpoint over the whole sweep
+(ties: the lower held-out loss), not the last one. With `num_runs = 0` the held-out loss alone
+selects. The state is checkpointed atomically after every epoch (`rundir.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metarl_cli.errors import MetarlError
+from metarl_cli.meta.distil.plan import DistilPlan
+from metarl_cli.meta.distil.rundir import SweepState
+from metarl_cli.meta.distil.scoring import Scorer
+
+
+class DistilInterrupted(Exception):
+    """Ctrl-C during `distil`; the last completed epoch is in the run dir's checkpoint."""
+
+    def __init__(self, lr_index: int, epoch: int) -> None:
+        super().__init__(f"interrupted after epoch {epoch} of learning rate {lr_index}")
+        self.lr_index, self.epoch = lr_index, epoch
+
+
+@dataclass
+class DistilResult:
+    """The written artefact's manifest and the final state (sweep curves, chosen checkpoint)."""
+
+    manifest: Any
+    state: SweepState
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _rank(rec: dict[str, Any], by_rl: bool) -> tuple[float, ...]:
+    """Sort key of a checkpoint (higher is better): RL score, then lower held-out loss."""
+    loss = -rec["test_loss"]
+    if not by_rl:
+        return (loss,)
+    return (rec["rl_score"] if _finite(rec["rl_score"]) else -math.inf, loss)
+
+
+def _np_tree(tree: Any) -> Any:
+    import jax
+
+    return jax.tree.map(np.asarray, tree)
+
+
+def _manifest(plan: DistilPlan, *, generation: int, config: dict, notes: str, summary=None):
+    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo
+    from metarl_cli.evaluation import package_versions
+
+    alg = plan.algorithm
+    return Manifest(
+        algorithm=alg.name,
+        slot=alg.slot,
+        form="neural",
+        feature_spec=FeatureSpecRef(version=alg.spec.version, digest=alg.spec.digest),
+        architecture=plan.cfg.student_architecture,
+        meta_learner=MetaLearnerInfo(name="distil", config=config),
+        training_envs=list(plan.teacher_manifest.training_envs),
+        generation=generation,
+        fitness_summary=summary,
+        parent_digest=plan.cfg.teacher_digest,
+        versions=package_versions(),
+        notes=notes,
+    )
+
+
+def distil(
+    plan: DistilPlan,
+    *,
+    scorer: Scorer | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> DistilResult:
+    """Runs the planned distillation and writes the selected checkpoint as the artefact.
+
+    Args:
+        plan: from `plan_distil`.
+        scorer: scores a checkpoint for selection (default: `RLScorer` on the plan's envs when
+            `num_runs > 0`, else none and the held-out loss selects); see `scoring.Scorer`.
+        on_event: `on_event(name, info)` for progress: "building", "teacher" (its score),
+            "steps" (lr_index, epoch, steps done), "epoch" (the epoch's record), "done".
+
+    Raises:
+        DistilInterrupted: on Ctrl-C (the last completed epoch is checkpointed).
+        MetarlError: every learning rate diverged before a finite checkpoint.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from metarl_cli.artefacts import save_artefact
+    from metarl_cli.meta.distil.fit import Fitter, make_optimiser, run_epoch
+    from metarl_cli.meta.distil.problems import make_problem, num_params
+    from metarl_cli.meta.distil.scoring import RLScorer
+
+    cfg, rd = plan.cfg, plan.run_dir
+    emit = on_event or (lambda name, info: None)
+    t_session = time.perf_counter()
+    rd.prepare(resume=plan.resume, force=plan.force)
+    rd.write_config(cfg)
+    emit("building", {"resume_from": plan.resume_from})
+
+    problem = make_problem(
+        plan.algorithm,
+        target=cfg.target,
+        clip_eps=cfg.clip_eps,
+        seq_len=cfg.seq_len,
+        schedule=cfg.schedule,
+    )
+    t_arch, s_arch = cfg.teacher_architecture, cfg.student_architecture
+    fitter = Fitter(
+        problem, tuple(sorted(t_arch.items())), tuple(sorted(s_arch.items())), cfg.batch_size
+    )
+    optimiser = make_optimiser(cfg.total_steps)
+    root = jax.random.key(cfg.seed)
+    k_init, k_data, k_test = (jax.random.fold_in(root, i) for i in (1, 2, 3))
+    teacher = jax.tree.map(jnp.asarray, plan.teacher_theta)
+    template = problem.init_student(k_init, s_arch)
+    state = rd.load(cfg, template, optimiser.init(template)) if plan.resume else SweepState()
+    rd.truncate_metrics(state.lr_index, state.epoch)
+    held = fitter.held_out(teacher, k_test, cfg.test_size)
+    if scorer is None and cfg.num_runs > 0:
+        scorer = RLScorer(plan.algorithm, plan.train_configs, cfg.num_runs, cfg.seed)
+    by_rl = scorer is not None
+    base_wall = state.wall_s
+
+    if by_rl and state.teacher_score is None:
+        emit("scoring teacher", {})
+        state.teacher_score = scorer(_np_tree(teacher), t_arch)
+        emit("teacher", state.teacher_score)
+
+    try:
+        for i in range(state.lr_index, len(cfg.lrs)):
+            lr = cfg.lrs[i]
+            if state.epoch == 0 or state.params is None:
+                params, opt_state = template, optimiser.init(template)
+                state.sweep = [*state.sweep[:i], {"lr": lr, "curve": [], "diverged": False}]
+            else:
+                params, opt_state = state.params, state.opt_state
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+
+                def steps(done: int, i: int = i, epoch: int = epoch) -> None:
+                    emit("steps", {"lr_index": i, "epoch": epoch, "done": done})
+
+                params, opt_state, train_loss = run_epoch(
+                    fitter, optimiser, lr, params, opt_state, teacher, k_data,
+                    (epoch - 1) * cfg.iters, cfg.iters, on_chunk=steps,
+                )  # fmt: skip
+                mse, rel = (float(x) for x in fitter.test(params, *held))
+                epoch_s = time.perf_counter() - t0
+                diverged = not (math.isfinite(mse) and math.isfinite(train_loss))
+                rec = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "test_loss": mse,
+                    "rel_l2": rel,
+                    "rl_score": None,
+                    "per_env": None,
+                    "checkpoint": False,
+                }
+                if not diverged and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                    rec["checkpoint"] = True
+                    tree = _np_tree(params)
+                    save_artefact(
+                        rd.periodic(i, epoch),
+                        tree,
+                        _manifest(
+                            plan,
+                            generation=epoch,
+                            config={"lr": lr, "epoch": epoch, "test_loss": mse, "rel_l2": rel},
+                            notes=f"distillation checkpoint: lr {lr}, epoch {epoch}",
+                        ),
+                        force=True,
+                    )
+                    if by_rl:
+                        emit("scoring", {"lr_index": i, "epoch": epoch})
+                        rec.update(scorer(tree, s_arch))
+                        rec["rl_score"] = rec.pop("score")
+                    cand = {"lr_index": i, "lr": lr, **rec}
+                    if state.best is None or _rank(cand, by_rl) > _rank(state.best, by_rl):
+                        state.best, state.best_params = cand, tree
+                state.sweep[i]["curve"].append(rec)
+                state.sweep[i]["diverged"] = diverged
+                done = diverged or epoch == cfg.epochs
+                state.lr_index, state.epoch = (i + 1, 0) if done else (i, epoch)
+                state.params, state.opt_state = (None, None) if done else (params, opt_state)
+                state.wall_s = base_wall + time.perf_counter() - t_session
+                record = {
+                    "lr_index": i,
+                    "lr": lr,
+                    **rec,
+                    "epoch_s": epoch_s,
+                    "steps_per_s": cfg.iters / max(epoch_s, 1e-9),
+                    "best": state.best and {k: state.best[k] for k in ("lr", "epoch")},
+                    "wall_s": state.wall_s,
+                }
+                rd.append_metrics({**record, "epoch": epoch, "lr_index": i})
+                rd.save(cfg, state)
+                emit("epoch", record)
+                if diverged:
+                    break
+    except KeyboardInterrupt:
+        raise DistilInterrupted(state.lr_index, state.epoch) from None
+
+    if state.best is None:
+        raise MetarlError(
+            f"every learning rate diverged before a finite checkpoint ({cfg.lrs}); pass a "
+            "smaller --lr"
+        )
+    best = state.best
+    chosen_by = "rl_score" if by_rl and _finite(best["rl_score"]) else "test_loss"
+    teacher_score = (state.teacher_score or {}).get("score")
+    config = {
+        **cfg.model_dump(mode="json"),
+        "teacher_params": num_params(teacher),
+        "student_params": num_params(template),
+        "sweep": [_sweep_summary(s, by_rl) for s in state.sweep],
+        "chosen": {
+            "lr": best["lr"],
+            "lr_index": best["lr_index"],
+            "epoch": best["epoch"],
+            "rl_score": best["rl_score"],
+            "per_env": best["per_env"],
+            "test_loss": best["test_loss"],
+            "rel_l2": best["rel_l2"],
+            "by": chosen_by,
+        },
+        "teacher_rl_score": state.teacher_score,
+        "wall_s": round(state.wall_s, 3),
+    }
+    summary = {
+        k: float(v)
+        for k, v in {
+            "rl_score": best["rl_score"],
+            "teacher_rl_score": teacher_score,
+            "test_loss": best["test_loss"],
+            "rel_l2": best["rel_l2"],
+        }.items()
+        if v is not None
+    }
+    manifest = save_artefact(
+        plan.output,
+        state.best_params,
+        _manifest(
+            plan,
+            generation=best["epoch"],
+            config=config,
+            summary=summary,
+            notes=(
+                f"{cfg.size} distillation of {cfg.teacher}: lr {best['lr']}, epoch "
+                f"{best['epoch']}, selected by {chosen_by.replace('_', ' ')}"
+            ),
+        ),
+        force=plan.force,
+    )
+    emit("done", {"seconds": state.wall_s, "output": str(plan.output)})
+    return DistilResult(manifest, state)
+
+
+def _sweep_summary(s: dict[str, Any], by_rl: bool) -> dict[str, Any]:
+    """One learning rate: its final losses, its best checkpoint and its selection curve."""
+    curve = s["curve"]
+    evaluated = [c for c in curve if c["checkpoint"]]
+    best = max(evaluated, key=lambda c: _rank(c, by_rl)) if evaluated else None
+    last = curve[-1] if curve else None
+    return {
+        "lr": s["lr"],
+        "diverged": s["diverged"],
+        "final_test_loss": last and last["test_loss"],
+        "final_rel_l2": last and last["rel_l2"],
+        "best_epoch": best and best["epoch"],
+        "best_rl_score": best and best["rl_score"],
+        # [(epoch, held-out loss, RL score or None)] for every epoch
+        "selection_curve": [[c["epoch"], c["test_loss"], c["rl_score"]] for c in curve],
+    }

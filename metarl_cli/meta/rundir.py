@@ -1,0 +1,199 @@
+"""What every meta-learner's run directory shares: the checks before anything is written, the
+files `--force` may remove, `metrics.jsonl`, atomic safetensors checkpoints with a JSON header,
+and the refusal to resume with a different config.
+
+Each meta-learner (`meta/checkpoint.py` for ES, `meta/distil/rundir.py`,
+`meta/symbolic/rundir.py`) subclasses `RunDirBase` and adds its own state: what is saved is
+theirs, how it is saved safely is here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl_cli.errors import ArtefactError, ConfigError, MetarlError
+from metarl_cli.fsutil import atomic_write_bytes, atomic_write_text
+
+ABSENT = "<absent>"
+
+
+def config_differences(
+    saved: dict[str, Any], now: dict[str, Any], ignore: Iterable[str] = ()
+) -> list[str]:
+    """Fields whose values differ (other than `ignore`), as 'name: saved -> now', sorted."""
+    skip = set(ignore)
+    return [
+        f"{k}: {saved.get(k, ABSENT)!r} -> {now.get(k, ABSENT)!r}"
+        for k in sorted(set(saved) | set(now))
+        if k not in skip and saved.get(k, ABSENT) != now.get(k, ABSENT)
+    ]
+
+
+def refuse_changed_config(path: Path, diffs: list[str]) -> None:
+    """Raises the one-line `ConfigError` of a resume whose config differs (no-op if none)."""
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {path}: the config differs from the checkpoint's "
+            f"({'; '.join(diffs)}); use the original flags or another --run-dir"
+        )
+
+
+def restore_leaves(
+    tensors: dict[str, np.ndarray],
+    prefix: str,
+    shapes: list[list[int]],
+    template_leaves: list[Any],
+    mismatch: Exception,
+) -> list[np.ndarray]:
+    """Leaves `prefix/000`, `prefix/001`, ... reshaped to `shapes` (safetensors stores 0-d
+    tensors as (1,)), checked against the template's sizes, dtypes and shapes."""
+    if len(shapes) != len(template_leaves):
+        raise mismatch
+    leaves = []
+    for i, (tmpl, shape) in enumerate(zip(template_leaves, shapes, strict=True)):
+        arr, tmpl = tensors.get(f"{prefix}/{i:03d}"), np.asarray(tmpl)
+        if arr is None or arr.size != tmpl.size or arr.dtype != tmpl.dtype:
+            raise mismatch
+        arr = arr.reshape(shape)
+        if arr.shape != tmpl.shape:
+            raise mismatch
+        leaves.append(arr)
+    return leaves
+
+
+def leaf_tensors(prefix: str, leaves: list[Any]) -> tuple[dict[str, np.ndarray], list[list[int]]]:
+    """({`prefix/000`: leaf, ...}, their shapes): the inverse of `restore_leaves`."""
+    arrays = [np.asarray(x) for x in leaves]
+    tensors = {f"{prefix}/{i:03d}": np.ascontiguousarray(x) for i, x in enumerate(arrays)}
+    return tensors, [list(x.shape) for x in arrays]  # before ascontiguousarray makes 0-d 1-d
+
+
+class RunDirBase:
+    """A run directory, checked before anything is written.
+
+    Subclasses set `FORMAT` and `VERSION` (their checkpoint's identity), `HEADER_KEY` (the
+    header field holding the checkpoint's JSON state), `FIXED` (their file names) and `GLOBS`
+    (their numbered files), which `ours()` lists for `--force`.
+    """
+
+    FORMAT = "metarl-checkpoint"
+    VERSION = "1"
+    HEADER_KEY = "state"
+    FIXED: tuple[str, ...] = ("config.json", "checkpoint.safetensors", "metrics.jsonl")
+    GLOBS: tuple[str, ...] = ()
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.file("checkpoint.safetensors")
+
+    @property
+    def metrics(self) -> Path:
+        return self.file("metrics.jsonl")
+
+    def ours(self) -> list[Path]:
+        """Files of ours in the directory (the ones --force removes)."""
+        if not self.path.is_dir():
+            return []
+        fixed = [self.file(n) for n in self.FIXED if self.file(n).exists()]
+        return fixed + [p for g in self.GLOBS for p in sorted(self.path.glob(g))]
+
+    def check(self, *, resume: bool, force: bool) -> None:
+        """Refuses to start over an existing run unless told to resume or to overwrite."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MetarlError(f"run dir {self.path} is a file; pass another --run-dir")
+        if not self.path.exists():
+            if not self.path.parent.is_dir():
+                raise MetarlError(
+                    f"cannot create run dir {self.path}: {self.path.parent} does not exist"
+                )
+            return
+        if resume or force or not any(self.path.iterdir()):
+            return
+        raise MetarlError(
+            f"run dir {self.path} is not empty; pass --resume to continue that run or --force "
+            "to start over"
+        )
+
+    def prepare(self, *, resume: bool, force: bool) -> None:
+        """Creates the directory; with --force (not resuming) removes our old files."""
+        self.path.mkdir(parents=False, exist_ok=True)
+        if force and not resume:
+            for p in self.ours():
+                p.unlink()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.file(name), json.dumps(obj, indent=2) + "\n", force=True)
+
+    # --- safetensors checkpoint -----------------------------------------------------------
+
+    def write_checkpoint(self, tensors: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        """Writes `tensors` with `state` (JSON) in the header, atomically: a kill at any
+        moment leaves the previous checkpoint or the new one, never half of one."""
+        import safetensors.numpy
+
+        header = {
+            "format": self.FORMAT,
+            "version": self.VERSION,
+            self.HEADER_KEY: json.dumps(state),
+        }
+        data = safetensors.numpy.save(tensors, metadata=header)
+        atomic_write_bytes(self.checkpoint, data, force=True)
+
+    def read_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """(tensors, state) of the checkpoint; None when there is none.
+
+        Raises:
+            ArtefactError: unreadable, or not this kind of checkpoint or version.
+        """
+        if not self.checkpoint.exists():
+            return None
+        import safetensors
+        import safetensors.numpy
+
+        try:
+            with safetensors.safe_open(str(self.checkpoint), framework="numpy") as f:
+                header = f.metadata() or {}
+            if header.get("format") != self.FORMAT:
+                raise ValueError(f"not a {self.FORMAT} file")
+            if header.get("version") != self.VERSION:
+                raise ValueError(
+                    f"checkpoint version {header.get('version')} is not {self.VERSION}"
+                )
+            state = json.loads(header[self.HEADER_KEY])
+            tensors = safetensors.numpy.load_file(str(self.checkpoint))
+        except Exception as e:
+            raise ArtefactError(f"cannot read checkpoint {self.checkpoint}: {e}") from None
+        return tensors, state
+
+    # --- metrics --------------------------------------------------------------------------
+
+    def truncate_metrics(self, keep: Callable[[dict[str, Any]], bool]) -> None:
+        """Keeps only the metric lines for which `keep(record)` holds (the ones up to the
+        checkpoint; a resumed run writes the others again), atomically. Lines cut short by a
+        kill are dropped."""
+        if not self.metrics.exists():
+            return
+        kept = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                if keep(json.loads(line)):
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                continue
+        atomic_write_text(self.metrics, "".join(f"{x}\n" for x in kept), force=True)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(record, allow_nan=True) + "\n")
+            f.flush()
