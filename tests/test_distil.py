@@ -298,6 +298,11 @@ def test_cli_end_to_end_with_rl_selection(lpo_path, tmp_path, capsys):
     assert manifest.training_envs == ["classic/cartpole"]
     assert tensors["w1"].shape == (7, 64) and cfg["student_params"] == 512
     assert cfg["teacher_rl_score"]["per_env"].keys() == {"classic/cartpole"}
+    # selection's cost in env steps: the teacher and 2 checkpoints, 2 PPO runs each
+    from metarl_cli.config import build_config
+
+    per_run = build_config("classic/cartpole", timesteps=256, overrides=TINY).env_steps
+    assert cfg["eval_env_steps"] == 3 * 2 * per_run
     # the score that selected the checkpoint is what `metarl evaluate` reports for it
     again = evaluate(str(out), ["classic/cartpole"], num_runs=2, timesteps=256, overrides=TINY)
     assert again.envs[0].summary.mean == pytest.approx(cfg["chosen"]["rl_score"])

@@ -350,7 +350,8 @@ def test_two_studies_keep_their_own_results(results, tmp_path):
 def test_distilled_children_are_named_by_size_against_their_teacher(results, tmp_path):
     es = json.loads(results["lpo-es"].read_text())
     paths = [results["ppo"], results["lpo-es"]]
-    for i, (params, meta) in enumerate([(128, {"wall_s": 7.0}), (64, {}), (128, None)]):
+    metas = [(128, {"wall_s": 7.0}), (64, {"eval_env_steps": 24_000_000}), (128, None)]
+    for i, (params, meta) in enumerate(metas):
         child = json.loads(results["lpo-es"].read_text())
         child["target"].update(
             meta_learner="distil",
@@ -375,3 +376,6 @@ def test_distilled_children_are_named_by_size_against_their_teacher(results, tmp
     rows = {r["file"]: r for r in rep.table1}
     assert rows[str(paths[2])]["samples_text"] == "no extra (synthetic data)"
     assert rows[str(paths[2])]["meta_train_text"] == "7.0 s"
+    # RL evaluations that selected the checkpoint are counted
+    assert rows[str(paths[3])]["samples"] == 24_000_000
+    assert rows[str(paths[3])]["samples_text"] == "no extra (synthetic data); 24M for selection"

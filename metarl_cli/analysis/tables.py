@@ -78,7 +78,11 @@ def table1_row(study: Study, entry: Entry) -> dict[str, Any]:
         samples = int(mt["env_steps"]) + int(mt.get("eval_env_steps", 0))
         samples_text = _fmt_steps(samples)
     elif t.meta_learner in _NO_ONLINE_SAMPLES:
-        samples, samples_text = 0, "no extra (synthetic data)"
+        # Trained on synthetic data; checkpoint selection may still have run RL evaluations.
+        samples = int(mt.get("eval_env_steps", 0))
+        samples_text = "no extra (synthetic data)"
+        if samples:
+            samples_text += f"; {_fmt_steps(samples)} for selection"
     else:
         samples, samples_text = None, "n/a"
     train_s = float(mt["wall_s"]) if "wall_s" in mt else None

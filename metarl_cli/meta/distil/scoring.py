@@ -54,7 +54,7 @@ class RLScorer:
         self.algorithm, self.configs, self.num_runs, self.seed = algorithm, configs, num_runs, seed
         self.normalisers = {c.env_id: c.ppo_normaliser for c in configs}
         self._runners: dict[tuple, list[Any]] = {}
-        self.env_steps = 0
+        self.steps_per_score = num_runs * sum(c.env_steps for c in configs)
 
     def _runners_for(self, architecture: dict[str, int]) -> list[Any]:
         key = tuple(sorted(architecture.items()))
@@ -88,5 +88,4 @@ class RLScorer:
             diverged = not np.all(np.isfinite(np.asarray(out.losses)))
             ok = finished.size > 0 and not diverged
             per_env[cfg.env_id] = float(finished.mean()) if ok else float("nan")
-            self.env_steps += self.num_runs * cfg.env_steps
         return {"score": combine(per_env, self.normalisers), "per_env": per_env}

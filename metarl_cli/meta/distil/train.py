@@ -242,6 +242,12 @@ def distil(
         "teacher_rl_score": state.teacher_score,
         "wall_s": round(state.wall_s, 3),
     }
+    if isinstance(scorer, RLScorer):
+        # Env steps of the RL evaluations that chose the checkpoint (the teacher's included),
+        # over all sessions: each scoring runs num_runs PPO runs on every env.
+        scored = sum(c["checkpoint"] for s in state.sweep for c in s["curve"])
+        scored += state.teacher_score is not None
+        config["eval_env_steps"] = scored * scorer.steps_per_score
     summary = {
         k: float(v)
         for k, v in {
