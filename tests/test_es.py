@@ -242,7 +242,14 @@ def test_kill_and_ctrl_c_then_resume_equal_an_uninterrupted_run(tmp_path, capsys
     capsys.readouterr()
 
     out, rd = tmp_path / "cut.safetensors", RunDir(tmp_path / "cut.run")
-    cmd = [sys.executable, "-m", "metarl_cli", "train", "es", *args, "-o", str(out)]
+    # `python -m metarl_cli`, with Python's own Ctrl-C handler installed first: a shell runs
+    # background jobs (CI's, for one) with SIGINT ignored, children inherit that, and Python then
+    # installs no handler. A terminal's Ctrl-C reaches the default handler; so does this one.
+    enter = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from metarl_cli.cli.app import run; sys.argv[0] = 'metarl'; run()"
+    )
+    cmd = [sys.executable, "-c", enter, "train", "es", *args, "-o", str(out)]
 
     def start_and_stop(extra, sig, after_generation):
         proc = subprocess.Popen([*cmd, *extra], stderr=subprocess.PIPE, text=True)
