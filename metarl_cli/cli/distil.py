@@ -72,8 +72,10 @@ def distil(
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Distil TEACHER into a same-size or smaller network on synthetic inputs (no env samples),
-    evaluate checkpoints in RL and write the best one.
+    """Distil TEACHER into a same-size or smaller network; write the best checkpoint in RL.
+
+    The student is regressed on the teacher's outputs over synthetic inputs (no env samples);
+    checkpoints are scored by PPO return on the teacher's training envs.
 
     Examples: `metarl distil lpo.safetensors --size same -o lpo-same.safetensors`;
     `metarl distil open.safetensors --size smaller --rollout short -o open-small.safetensors`.
