@@ -20,3 +20,28 @@ def print_json(data: Any) -> None:
 
 def fmt(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+class BarReporter:
+    """A transient rich progress bar on stderr (`label`, a bar, done/total, a `stats` text),
+    started and stopped as a context manager; meta-learners' reporters subclass it."""
+
+    def __init__(self, label: str, total: int, completed: int, stats: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn(f"[bold]{label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=err,
+            transient=True,
+        )
+        self.task = self.progress.add_task(label, total=total, completed=completed, stats=stats)
+
+    def __enter__(self) -> BarReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import err, out, print_json
+from metarl_cli.cli._output import BarReporter, err, out, print_json
 
 
 def distil(
@@ -187,35 +187,16 @@ def _header(plan: Any) -> None:
     )
 
 
-class _Reporter:
+class _Reporter(BarReporter):
     """A rich progress bar over all steps of the sweep; a line per evaluated epoch."""
 
     def __init__(self, plan: Any, *, verbose: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         self.cfg, self.verbose = plan.cfg, verbose
         per_lr = self.cfg.epochs * self.cfg.iters
         done = 0
         if plan.resume_from:
             done = plan.resume_from[0] * per_lr + plan.resume_from[1] * self.cfg.iters
-        self.progress = Progress(
-            TextColumn("[bold]distil[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=err,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            "distil", total=per_lr * len(self.cfg.lrs), completed=done, stats="compiling"
-        )
-
-    def __enter__(self) -> _Reporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        super().__init__("distil", per_lr * len(self.cfg.lrs), done, "compiling")
 
     def _where(self, i: int, epoch: int) -> str:
         return f"lr {self.cfg.lrs[i]:g} epoch {epoch}/{self.cfg.epochs}"

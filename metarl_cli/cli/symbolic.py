@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import err, out, print_json
+from metarl_cli.cli._output import BarReporter, err, out, print_json
 
 
 def symbolic(
@@ -139,32 +139,13 @@ def symbolic(
     out.print(info["pretty"], markup=False, highlight=False)
 
 
-class _Reporter:
+class _Reporter(BarReporter):
     """A progress bar over rounds on stderr (generations of the current round in its text)."""
 
     def __init__(self, plan: Any, *, verbose: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         self.plan, self.verbose = plan, verbose
         self.best: float | None = None
-        self.progress = Progress(
-            TextColumn("[bold]symbolic[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=err,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            "rounds", total=plan.cfg.rounds, completed=plan.resume_from, stats="preparing"
-        )
-
-    def __enter__(self) -> _Reporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        super().__init__("symbolic", plan.cfg.rounds, plan.resume_from, "preparing")
 
     def _best(self) -> str:
         return "" if self.best is None else f"  best L2 {self.best:.4g}"

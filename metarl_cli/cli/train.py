@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import err, out, print_json
+from metarl_cli.cli._output import BarReporter, err, out, print_json
 
 app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
 
@@ -176,24 +176,12 @@ def _line(r: dict[str, Any], total: int) -> str:
     )
 
 
-class _Reporter:
+class _Reporter(BarReporter):
     """Rich progress on stderr, a line per checkpoint (per generation with --verbose), wandb."""
 
     def __init__(self, plan: Any, *, verbose: bool, wandb: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         self.plan, self.verbose, self.total = plan, verbose, plan.cfg.num_generations
-        self.progress = Progress(
-            TextColumn("[bold]ES[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=err,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            "es", total=self.total, completed=plan.resume_from, stats="compiling"
-        )
+        super().__init__("ES", self.total, plan.resume_from, "compiling")
         self.wandb = None
         if wandb:
             import wandb as wb
@@ -205,12 +193,8 @@ class _Reporter:
                 resume="allow",
             )
 
-    def __enter__(self) -> _Reporter:
-        self.progress.start()
-        return self
-
     def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+        super().__exit__(*exc)
         if self.wandb is not None:
             self.wandb.finish()
 

@@ -8,6 +8,21 @@ from typing import Any
 from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo, save_artefact
 
 
+def manifest_for(algorithm: Any, form: str = "neural", **fields: Any) -> Manifest:
+    """A manifest naming `algorithm` (its slot and feature spec), `form` and this install's
+    package versions, plus `fields` (architecture, provenance, notes, ...)."""
+    from metarl_cli.evaluation import package_versions
+
+    return Manifest(
+        algorithm=algorithm.name,
+        slot=algorithm.slot,
+        form=form,
+        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+        versions=package_versions(),
+        **fields,
+    )
+
+
 def save_learned(
     path: str | Path,
     algorithm: Any,
@@ -21,18 +36,12 @@ def save_learned(
     force: bool = False,
 ) -> Manifest:
     """Writes `theta` (a nested dict of arrays) with a manifest naming the algorithm and spec."""
-    from metarl_cli.evaluation import package_versions
-
-    manifest = Manifest(
-        algorithm=algorithm.name,
-        slot=algorithm.slot,
-        form="neural",
-        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+    manifest = manifest_for(
+        algorithm,
         architecture=architecture,
         meta_learner=meta_learner,
         training_envs=training_envs or [],
         parent_digest=parent_digest,
-        versions=package_versions(),
         notes=notes,
     )
     return save_artefact(path, theta, manifest, force=force)
@@ -51,21 +60,17 @@ def save_kernel(
     force: bool = False,
 ) -> Manifest:
     """Writes a symbolic or code kernel (checked first) as an artefact without tensors."""
-    from metarl_cli.evaluation import package_versions
     from metarl_cli.learned.base import check_form
 
     check_form(algorithm, form, text)
-    manifest = Manifest(
-        algorithm=algorithm.name,
-        slot=algorithm.slot,
-        form=form,
-        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+    manifest = manifest_for(
+        algorithm,
+        form,
         expression=text if form == "symbolic" else None,
         source=text if form == "code" else None,
         meta_learner=meta_learner,
         training_envs=training_envs or [],
         parent_digest=parent_digest,
-        versions=package_versions(),
         notes=notes,
     )
     return save_artefact(path, {}, manifest, force=force)

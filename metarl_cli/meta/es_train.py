@@ -56,7 +56,6 @@ def plan_es(
 
     `cfg.algo` and `cfg.envs` must be canonical ids (see `get_algorithm`, `resolve_envs`).
     """
-    from metarl_cli.fsutil import check_writable
     from metarl_cli.learned.base import get_algorithm
 
     algorithm = get_algorithm(cfg.algo)
@@ -71,9 +70,7 @@ def plan_es(
                 f"no PPO return normaliser for {', '.join(missing)}, so its returns cannot be "
                 "averaged with other envs; train on it alone"
             )
-    output = check_writable(output, force=force)
-    rd = RunDir(run_dir if run_dir is not None else output.with_suffix(".run"))
-    rd.check(resume=resume, force=force)
+    output, rd = RunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = 0
     if resume:
         saved = rd.read_saved()
@@ -131,25 +128,20 @@ class RLProblem:
 
 
 def _manifest(plan: ESPlan, generation: int, **extra: Any):
-    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo
-    from metarl_cli.evaluation import package_versions
+    from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.learned.io import manifest_for
 
-    alg = plan.algorithm
     config = {
         "es": plan.cfg.model_dump(mode="json"),
         "train": {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()},
         **extra.pop("meta", {}),
     }
-    return Manifest(
-        algorithm=alg.name,
-        slot=alg.slot,
-        form="neural",
-        feature_spec=FeatureSpecRef(version=alg.spec.version, digest=alg.spec.digest),
+    return manifest_for(
+        plan.algorithm,
         architecture=plan.cfg.architecture,
         meta_learner=MetaLearnerInfo(name="es", config=config),
         training_envs=list(plan.cfg.envs),
         generation=generation,
-        versions=package_versions(),
         **extra,
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -89,6 +89,19 @@ class RunDirBase:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
+
+    @classmethod
+    def for_output(
+        cls, output: str | Path, run_dir: str | Path | None, *, resume: bool, force: bool
+    ) -> tuple[Path, Self]:
+        """(the output path, checked writable; the run dir, `run_dir` or `OUTPUT.run/`, checked
+        by `check`). Nothing is written."""
+        from metarl_cli.fsutil import check_writable
+
+        out = check_writable(output, force=force)
+        rd = cls(run_dir if run_dir is not None else out.with_suffix(".run"))
+        rd.check(resume=resume, force=force)
+        return out, rd
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -152,7 +152,6 @@ def plan_distil(
     """Validates a run without writing or compiling anything (envs: canonical ids; None: the
     teacher's training envs)."""
     from metarl_cli.artefacts import artefact_digest
-    from metarl_cli.fsutil import check_writable
 
     manifest, algorithm, tensors = _load_teacher(teacher)
     mode, student = student_architecture(algorithm, manifest.architecture, size, hsize)
@@ -214,9 +213,7 @@ def plan_distil(
         eval_every=eval_every,
         seed=seed,
     )
-    out = check_writable(output, force=force)
-    rd = DistilRunDir(run_dir if run_dir is not None else out.with_suffix(".run"))
-    rd.check(resume=resume, force=force)
+    out, rd = DistilRunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = rd.saved_position(cfg) if resume else None
     return DistilPlan(
         cfg, Path(teacher), algorithm, tensors, manifest, configs, out, rd, resume, force,

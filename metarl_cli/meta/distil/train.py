@@ -59,22 +59,17 @@ def _np_tree(tree: Any) -> Any:
 
 
 def _manifest(plan: DistilPlan, *, generation: int, config: dict, notes: str, summary=None):
-    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo
-    from metarl_cli.evaluation import package_versions
+    from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.learned.io import manifest_for
 
-    alg = plan.algorithm
-    return Manifest(
-        algorithm=alg.name,
-        slot=alg.slot,
-        form="neural",
-        feature_spec=FeatureSpecRef(version=alg.spec.version, digest=alg.spec.digest),
+    return manifest_for(
+        plan.algorithm,
         architecture=plan.cfg.student_architecture,
         meta_learner=MetaLearnerInfo(name="distil", config=config),
         training_envs=list(plan.teacher_manifest.training_envs),
         generation=generation,
         fitness_summary=summary,
         parent_digest=plan.cfg.teacher_digest,
-        versions=package_versions(),
         notes=notes,
     )
 

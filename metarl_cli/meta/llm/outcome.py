@@ -76,8 +76,8 @@ def replay_check(plan: DiscoverPlan, state: RunState) -> dict[str, Any] | None:
 def write_artefact(plan: DiscoverPlan, state: RunState, best: dict[str, Any]) -> Any:
     """The best candidate as a `code` artefact. The manifest is built here without executing
     the code (it was checked in the sandbox); loading it re-runs the AST check."""
-    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo, save_artefact
-    from metarl_cli.evaluation import package_versions
+    from metarl_cli.artefacts import MetaLearnerInfo, save_artefact
+    from metarl_cli.learned.io import manifest_for
 
     alg, cfg = plan.algorithm, plan.cfg
     warm = state.archive[0]
@@ -96,17 +96,14 @@ def write_artefact(plan: DiscoverPlan, state: RunState, best: dict[str, Any]) ->
         "run_dir": str(plan.run_dir),
     }
     summary = {"fitness": float(best["fitness"]), "warm_start_fitness": float(warm["fitness"])}
-    manifest = Manifest(
-        algorithm=alg.name,
-        slot=alg.slot,
-        form="code",
-        feature_spec=FeatureSpecRef(version=alg.spec.version, digest=alg.spec.digest),
+    manifest = manifest_for(
+        alg,
+        "code",
         source=best["code"],
         meta_learner=MetaLearnerInfo(name="llm", config=config),
         training_envs=list(cfg.envs),
         generation=best["turn"],
         fitness_summary=summary,
-        versions=package_versions(),
         notes=f"{best['name']} (LLM proposal, turn {best['turn']}): {best['thought']}",
     )
     return save_artefact(plan.output, {}, manifest, force=plan.force)

@@ -85,7 +85,6 @@ def plan_symbolic(
 ) -> SymbolicPlan:
     """Validates a run (backend, envs and their configs, output, run dir, resumed state)."""
     from metarl_cli.config import build_config
-    from metarl_cli.fsutil import check_writable
     from metarl_cli.meta.symbolic.backends import check_available
 
     check_available(cfg.backend)
@@ -100,9 +99,7 @@ def plan_symbolic(
             )
         for env_id in cfg.envs:
             build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
-    output = check_writable(output, force=force)
-    rd = SymbolicRunDir(run_dir if run_dir is not None else output.with_suffix(".run"))
-    rd.check(resume=resume, force=force)
+    output, rd = SymbolicRunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = 0
     if resume:
         state = rd.read_state()
@@ -285,9 +282,9 @@ def _round_seed(seed: int, k: int) -> int:
 def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, checks=None):
     """Writes `chosen` as a symbolic artefact (the manifest carries the expression, the
     variable mapping, the round trip and the validity checks)."""
-    from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo, save_artefact
-    from metarl_cli.evaluation import package_versions
+    from metarl_cli.artefacts import MetaLearnerInfo, save_artefact
     from metarl_cli.learned.base import check_form
+    from metarl_cli.learned.io import manifest_for
 
     cfg, algorithm = plan.cfg, problem.teacher.algorithm
     check_form(algorithm, "symbolic", chosen["text"])
@@ -315,18 +312,15 @@ def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, che
     summary = {"l2": float(chosen["l2"])}
     if "rl" in chosen and np.isfinite(chosen["rl"]["score"]):
         summary["rl_score"] = float(chosen["rl"]["score"])
-    manifest = Manifest(
-        algorithm=algorithm.name,
-        slot=algorithm.slot,
-        form="symbolic",
-        feature_spec=FeatureSpecRef(version=algorithm.spec.version, digest=algorithm.spec.digest),
+    manifest = manifest_for(
+        algorithm,
+        "symbolic",
         expression=chosen["text"],
         meta_learner=MetaLearnerInfo(name="symbolic", config=info),
         training_envs=list(problem.teacher.training_envs) or list(cfg.envs),
         generation=int(chosen["round"]),
         fitness_summary=summary,
         parent_digest=problem.teacher.digest,
-        versions=package_versions(),
         notes="symbolic distillation (most accurate program, round "
         f"{chosen['round']}); for reading, with short constants:\n{chosen['pretty']}",
     )
