@@ -10,6 +10,7 @@ it isolate what sharding and chunking buy. The persistent compilation cache is o
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,13 +132,23 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def case_timesteps(steps: float, scale: float) -> int:
+    """A case's budget at `scale`, a whole number of steps."""
+    budget = steps * scale
+    if not math.isfinite(budget):
+        from metarl_cli.errors import ConfigError
+
+        raise ConfigError(f"--scale {scale:g} makes a budget of {budget} steps; use a smaller one")
+    return round(budget)
+
+
 def run_bench(scale: float = 1.0, repeat: int = 1, on_case=None) -> list[dict]:
     """Runs every case at `scale` x its budget; returns rows as dicts."""
     rows = []
     for env_id, seeds, steps in CASES:
         if on_case:
             on_case(env_id, seeds)
-        rows.append(asdict(bench_case(env_id, seeds, steps * scale, repeat)))
+        rows.append(asdict(bench_case(env_id, seeds, case_timesteps(steps, scale), repeat)))
     return rows
 
 

@@ -33,3 +33,7 @@ class EvaluationError(MetarlError):
 
 class KernelError(MetarlError):
     """A code or symbolic kernel that fails its checks (forbidden construct, unknown name)."""
+
+
+class RunDirLockedError(MetarlError):
+    """A run directory that another live metarl process is using."""

@@ -16,6 +16,7 @@ from metarl_cli.baselines import BASELINES
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.errors import ArtefactError, ConfigError, UnknownNameError
 from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean
+from metarl_cli.seeds import META_TEST, run_key_data, run_keys
 
 _VERSION_PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "craftax")
 
@@ -51,51 +52,22 @@ def resolve_target(
                 f"{target!r} is a hand-designed baseline, not a {expect_algorithm!r} artefact"
             )
         return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
-    from metarl_cli.artefacts import artefact_digest, load_artefact
-    from metarl_cli.learned.base import get_algorithm, slots_for
+    from metarl_cli.learned.loader import load_kernel
 
-    # Validates the file (integrity, manifest) before anything else happens.
-    manifest, tensors = load_artefact(target)
-    if expect_algorithm is not None and manifest.algorithm != expect_algorithm:
-        raise ArtefactError(
-            f"{target} is a {manifest.algorithm!r} artefact ({manifest.slot} slot, "
-            f"{manifest.form}); expected a {expect_algorithm!r} artefact"
-        )
-    try:
-        algorithm = get_algorithm(manifest.algorithm)
-    except UnknownNameError:
-        algorithm = None
-    if algorithm is None or manifest.form not in algorithm.forms:
-        raise ArtefactError(
-            f"{target}: algorithm {manifest.algorithm!r} ({manifest.form}) cannot be evaluated "
-            f"by this version of metarl ({_own_version()})"
-        )
-    if manifest.feature_spec.digest != algorithm.spec.digest:
-        raise ArtefactError(
-            f"{target}: feature spec of {manifest.algorithm!r} v{manifest.feature_spec.version} "
-            f"({manifest.feature_spec.digest[:12]}) does not match this version's "
-            f"v{algorithm.spec.version} ({algorithm.spec.digest[:12]})"
-        )
-    import jax
-    import jax.numpy as jnp
-
-    from metarl_cli.learned.base import check_form
-
-    text = manifest.expression if manifest.form == "symbolic" else manifest.source
-    check_form(algorithm, manifest.form, text)  # a code kernel is re-checked on every load
-    theta = {"drift": {}, "optimiser": {}}
-    if manifest.form == "neural":
-        theta[algorithm.slot] = jax.tree.map(jnp.asarray, tensors)
+    # Validates the file (integrity, manifest, shapes, exported code) before anything else.
+    loaded = load_kernel(target, expect_algorithm)
+    manifest, tensors = loaded.manifest, loaded.tensors
+    theta = loaded.theta
 
     def build(cfg: TrainConfig) -> Any:
-        return slots_for(algorithm, cfg, manifest.architecture, form=manifest.form, text=text)
+        return loaded.slots(cfg)
 
     record = Target(
         kind="artefact",
         name=Path(target).name,
         algorithm=manifest.algorithm,
         path=str(target),
-        digest=artefact_digest(target),
+        digest=loaded.digest,
         form=manifest.form,
         spec_digest=manifest.feature_spec.digest,
         **provenance(manifest, tensors),
@@ -198,6 +170,7 @@ def evaluate(
     expect_algorithm: str | None = None,
     timesteps_scale: float | None = None,
     suite: str | None = None,
+    stream: str = META_TEST,
 ) -> EvalResult:
     """Trains `num_runs` seeds of `target` on each env and returns the validated result.
 
@@ -205,7 +178,7 @@ def evaluate(
         target: baseline name ("ppo") or artefact path.
         env_ids: canonical env ids.
         num_runs: seeds per environment.
-        seed: master seed; run i of every env uses `split(key(seed), num_runs)[i]`.
+        seed: master seed; run i of every env uses run i of `stream` (see `seeds.py`).
         chunk: runs vmapped together per device (None: all; 1: unbatched, results that do
             not depend on the number of devices).
         timesteps: budget per run (overrides the preset).
@@ -214,9 +187,12 @@ def evaluate(
         expect_algorithm: refuse an artefact of any other algorithm.
         timesteps_scale: multiply each env's configured budget (exclusive with `timesteps`).
         suite: the suite name `env_ids` came from, recorded in the result.
+        stream: the seed stream: `meta_test` for meta-testing; meta-learners score their
+            candidates on `selection`, so selection seeds never meta-test what they chose.
     """
     if num_runs < 1:
         raise ConfigError(f"--num-runs must be at least 1, got {num_runs}")
+    run_key_data(stream, seed, num_runs)  # a bad seed or stream fails before anything runs
     record, build_slots, theta = resolve_target(target, expect_algorithm)
     configs = build_configs(
         env_ids,
@@ -225,7 +201,6 @@ def evaluate(
         overrides=overrides,
         file_values=file_values,
     )
-    import jax
     import numpy as np
 
     from metarl_cli.analysis.stats import summarise
@@ -233,7 +208,7 @@ def evaluate(
     from metarl_cli.rl.parallel import ShardedRunner, make_mesh
     from metarl_cli.rl.ppo import curve_steps, make_train
 
-    keys = jax.random.split(jax.random.key(seed), num_runs)
+    keys = run_keys(stream, seed, num_runs)
     env_results = []
     for cfg in configs:
 
@@ -272,6 +247,7 @@ def evaluate(
         versions=package_versions(),
         suite=suite,
         timesteps_scale=timesteps_scale,
+        stream=stream,
     )
 
 

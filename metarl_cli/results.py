@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metarl_cli.errors import EvaluationError
-from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.fsutil import atomic_write_text, read_regular_file
 
 
 class _Frozen(BaseModel):
@@ -86,6 +86,9 @@ class EvalResult(_Frozen):
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     suite: str | None = None  # the --suite evaluated (None: an explicit --envs list)
     timesteps_scale: float | None = None  # --timesteps-scale applied to the preset budgets
+    # The seed stream of the runs (`metarl_cli/seeds.py`): "meta_test" for `metarl evaluate`;
+    # None in files written before streams existed (their runs used `split(key(seed), n)`).
+    stream: str | None = None
 
 
 def clean(values: Any) -> Any:
@@ -104,12 +107,11 @@ def write_result(result: EvalResult, path: Path, *, force: bool) -> None:
 
 def read_result(path: Path) -> EvalResult:
     """Reads and validates a result file, with a one-line error on failure."""
+    raw = read_regular_file(path, what="result file", max_bytes=1 << 28, error=EvaluationError)
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError as e:
-        raise EvaluationError(f"no such result file: {path}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvaluationError(f"{path} is not valid JSON: {e}") from e
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSON and UTF-8 errors are ValueErrors
+        raise EvaluationError(f"{path} is not valid JSON: {' '.join(str(e).split())}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if isinstance(data, dict) and "envs" in data and version != SCHEMA_VERSION:
         raise EvaluationError(

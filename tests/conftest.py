@@ -30,3 +30,17 @@ def tiny_config(env_id: str, **overrides):
     return build_config(
         env_id, timesteps=small["num_envs"] * small["num_steps"] * 2, overrides=small
     )
+
+
+def export_code(algorithm, source: str):
+    """A code kernel exported in this process, for tests of our own trusted kernels (the
+    paper's warm starts): `metarl import code` and `discover` export in the sandbox child,
+    which tests/test_untrusted_code.py exercises."""
+    from metarl_cli.learned.exported import ExportedKernel, export_function
+    from metarl_cli.learned.sandbox import load_function
+
+    fn = load_function(source, algorithm.code_parameters)
+    modules = export_function(fn, algorithm.code_signature)
+    return ExportedKernel.from_bytes(
+        modules["primal"], modules.get("vjp"), algorithm.code_signature
+    )

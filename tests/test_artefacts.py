@@ -27,6 +27,7 @@ from metarl_cli.artefacts import (
     artefact_digest,
     flatten_tree,
     load_artefact,
+    manifest_digest,
     save_artefact,
     tensors_digest,
     unflatten_tree,
@@ -225,8 +226,14 @@ def test_flipped_tensor_byte_fails_the_integrity_check(tmp_path):
         ({"slot": "bogus"}, "field 'slot'"),
         ({"unknown": 1}, "field 'unknown'"),
         ({"feature_spec": {"version": "x", "digest": "d"}}, "field 'feature_spec.version'"),
-        ({"form": "code", "source": None}, "code artefact needs a non-empty `source`"),
-        ({"schema_version": 2}, "schema version 2.*upgrade metarl"),
+        (
+            {"form": "code", "source": None},
+            "code artefact needs its exported program or its `source`",
+        ),
+        ({"schema_version": 3}, "schema version 3.*upgrade metarl"),
+        ({"schema_version": 1}, "schema version 1.*older metarl.*re-export"),
+        ({"architecture": {"hidden": [64, 64], "activation": "tanh"}}, "manifest was edited"),
+        ({"tensors_sha256": "0" * 64}, "manifest sha256"),
     ],
 )
 def test_edited_manifest_is_rejected(tmp_path, changes, message):
@@ -235,6 +242,25 @@ def test_edited_manifest_is_rejected(tmp_path, changes, message):
     edit_manifest(path, **changes)
     with pytest.raises(ArtefactError, match=message):
         load_artefact(path)
+
+
+def test_manifest_digest_ignores_layout_but_not_content(tmp_path):
+    path = tmp_path / "k.safetensors"
+    written = save_artefact(path, make_tensors(), make_manifest())
+    edit_manifest(path)  # re-serialised: other spacing and key order, same content
+    assert load_artefact(path)[0] == written
+    header, _ = split_file(path.read_bytes())
+    manifest = json.loads(header["__metadata__"]["metarl_manifest"])
+    assert manifest_digest(manifest) == written.manifest_sha256
+    assert manifest_digest(manifest | {"notes": "x"}) != written.manifest_sha256
+    forged = manifest | {"architecture": {"hidden": [8, 8], "activation": "relu"}}
+    edit_manifest(path, **forged)
+    with pytest.raises(ArtefactError, match="manifest was edited") as info:
+        load_artefact(path)
+    assert "\n" not in str(info.value)
+    # Recomputing the digest is the one edit it cannot catch (it is a checksum, not a signature).
+    edit_manifest(path, manifest_sha256=manifest_digest(forged))
+    assert load_artefact(path)[0].architecture["activation"] == "relu"
 
 
 def test_foreign_and_missing_files_are_rejected(tmp_path):
@@ -262,7 +288,7 @@ def test_manifest_validation():
     with pytest.raises(ValidationError, match="Extra inputs"):
         make_manifest(colour="red")
     manifest = make_manifest(form="code", source="def f(x): return x")
-    assert manifest.schema_version == 1 and manifest.created.tzinfo is not None
+    assert manifest.schema_version == 2 and manifest.created.tzinfo is not None
     with pytest.raises(ValidationError, match="frozen"):
         manifest.algorithm = "open"
 

@@ -3,7 +3,7 @@
 The scripted replies include the paper's own functions (Supplement C.2), the start of the
 Supplement E conversation (its `jax.lax.cond` error and the recovery), and a hostile corpus;
 server errors, a killed run, replay, cost limits and the prompts are covered too. RL budgets are
-tiny (CartPole, 256 steps, 2 seeds); one module-scoped run is forked for the later tests.
+tiny (CartPole, 384 steps, 2 seeds); one module-scoped run is forked for the later tests.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from metarl_cli.meta.llm.config import DiscoverConfig
 from metarl_cli.meta.llm.loop import plan_discover
 from metarl_cli.meta.llm.sandbox import Limits, run_job
 
-TINY = ["--num-runs", "2", "--timesteps", "256"] + [
+TINY = ["--num-runs", "2", "--timesteps", "384"] + [  # 256: a run may finish no episode
     x for kv in ("num_envs=4", "num_steps=8", "num_minibatches=2", "update_epochs=1")
     for x in ("--set", kv)
 ]  # fmt: skip
@@ -186,8 +186,10 @@ def test_supplement_e_error_recovery_and_artefact(e_run, capsys):
     )
     # The artefact: the best candidate as code, with its name and thought.
     manifest, tensors = load_artefact(e_run["out"])
-    assert manifest.form == "code" and tensors == {}
+    assert manifest.form == "code" and manifest.kernel_format == "stablehlo/1"
+    assert set(tensors["code"]) == {"primal", "vjp"}  # the program; the source is for reading
     assert manifest.source == E_TURN_2["code"]
+    assert "primal_b64" not in json.dumps(state["messages"])  # the model never sees the bytes
     assert manifest.meta_learner.name == "llm"
     assert manifest.meta_learner.config["name"] == "log_clip_penalty_v2"
     assert manifest.meta_learner.config["thought"] == E_TURN_2["thought"]
@@ -240,13 +242,14 @@ def hostile_corpus(tmp_path: Path, port: int) -> tuple[list[tuple[dict, str]], t
         ("sp", "    import subprocess\n" + ok, "import of 'subprocess'"),
         ("sock", "    import socket\n" + ok, "import of 'socket'"),
         ("w", f"    open({str(outside)!r}, 'w').write('x')\n" + ok, "name 'open'"),
-        ("imp", "    __import__('os').system('true')\n" + ok, "'__import__'"),
+        ("imp", "    __import__('os').system('true')\n" + ok, "attribute 'system'"),
+        ("imp2", "    __import__('os')\n" + ok, "'__import__'"),
         ("mro", "    c = ratio.__class__.__mro__[-1]\n" + ok, "dunder attribute '__mro__'"),
         ("ga", "    getattr(ratio, '__cla' + 'ss__')\n" + ok, "name 'getattr'"),
         ("bi", "    b = __builtins__\n" + ok, "'__builtins__'"),
         ("save", f"    np.save({str(outside)!r}, np.zeros(3))\n" + ok, "is not allowed"),
         ("tofile", f"    np.asarray(ratio).tofile({str(outside_tmp)!r})\n" + ok, "not allow"),
-        ("net", f"    np.lib.npyio.DataSource(None).open({url!r})\n" + ok, "network access"),
+        ("net", f"    np.lib.npyio.DataSource(None).open({url!r})\n" + ok, "is not allowed"),
         ("peek", f"    np.loadtxt({str(secret)!r})\n" + ok, "is not allowed"),
         ("big_jax", "    x = jnp.zeros((12_500_000_000,))\n    return ratio + x[0]\n", "memory"),
         ("big_np", "    x = np.ones((6_250_000_000,))\n    return ratio + x[0]\n", "memory"),
@@ -271,7 +274,10 @@ def hostile_corpus(tmp_path: Path, port: int) -> tuple[list[tuple[dict, str]], t
             "def dflt(ratio, advantage, epsilon=[0] * 10**11):\n    return ratio\n",
             "executing the definition failed: MemoryError",
         ),
-        ("nojit", "    jax.config.update('jax_disable_jit', True)\n" + ok, "changed jax.config"),
+        ("nojit", "    jax.config.update('jax_disable_jit', True)\n" + ok, "attribute 'config'"),
+        ("nojit2", "    from jax import config\n    config.update('x', 1)\n" + ok, "'config'"),
+        ("osfrom", "    from jax.numpy import os\n" + ok, "importing 'os'"),
+        ("cb", "    jax.pure_callback(print, ratio, ratio)\n" + ok, "'pure_callback'"),
         ("patch", "    jnp.mean = jnp.max\n" + ok, "assigning to an attribute"),
     ]
     corpus = []
@@ -304,13 +310,53 @@ def test_hostile_corpus_is_rejected_and_nothing_escapes(e_run, server, tmp_path)
     assert server.gets == []  # the sandboxed request never reached the server
     after = {p.name for p in tmp_path.iterdir()}
     assert after - before == {"out.safetensors"}
-    assert sorted(p.name for p in run_dir.iterdir()) == ["archive.json", "conversation.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".metarl.lock", "archive.json", "conversation.json"
+    ]  # fmt: skip
     checks = {e["name"]: e["validation"] for e in archive[4:]}
     assert checks["spin"]["stage"] == checks["xla_spin"]["stage"] == "timeout"
     assert checks["f"]["stage"] == checks["sock"]["stage"] == "ast"  # rejected before any child
     assert checks["big_np"]["stage"] == "call" and checks["kink"]["stage"] == "validity"
-    layers = " ".join(checks["save"]["confinement"]["layers"])
+    layers = " ".join(checks["big_np"]["confinement"]["layers"])
     assert "audit hook" in layers and "address space" in layers
+
+
+PPO_BODY = (
+    "    clipped = ratio - jnp.clip(ratio, 1 - epsilon, 1 + epsilon)\n"
+    "    drift = nn.relu(clipped * advantage)\n"
+)
+# Behaves as PPO in the sandbox (one device) and as something else on the 2-device host.
+TROJAN = PPO_BODY + (
+    "    if len(jax.devices()) > 1:\n"
+    "        return drift + 1000.0 * (ratio - 1.0) ** 2\n"
+    "    return drift\n"
+)
+# Prints a forged fitness result, as the old single-child design would have read it.
+FORGED = json.dumps(
+    {"ok": True, "envs": [{"env_id": "classic/cartpole", "final_returns": [950.0, 950.0],
+                           "diverged": [False, False], "env_steps_per_run": 256,
+                           "compile_s": 0.0, "run_s": 0.0}]}
+)  # fmt: skip
+FORGER = PPO_BODY + f"    print({FORGED!r})\n    print({FORGED!r}, file=None)\n    return drift\n"
+
+
+def test_trojans_and_forged_results_score_what_the_sandbox_traced(e_run, server, tmp_path):
+    """Python runs once, in the validation child; the fitness worker runs its StableHLO."""
+    out, run_dir = fork(e_run, tmp_path)
+    secret = f"sk-{uuid.uuid4().hex}"
+    server.push(candidate("trojan", TROJAN), candidate("forger", FORGER))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METARL_TEST_SECRET", secret)
+        rc = main(discover_args(out, run_dir, 5, "--resume", "--base-url", server.base_url))
+    assert rc == 0
+    archive = read_state(run_dir)["archive"]
+    warm, trojan, forger = archive[0], archive[4], archive[5]
+    assert (trojan["name"], forger["name"]) == ("trojan", "forger")
+    # Both are PPO's drift as traced in the sandbox: exactly the warm start's training.
+    assert trojan["status"] == forger["status"] == "evaluated"
+    assert trojan["fitness"] == forger["fitness"] == warm["fitness"]
+    assert forger["returns"]["classic/cartpole"] != [950.0, 950.0]
+    assert all(secret not in json.dumps(r) for r in server.requests)
 
 
 # --- server errors, malformed replies, kill and resume ----------------------------------------
@@ -461,6 +507,22 @@ def test_max_cost_stops_before_the_call(e_run, server, tmp_path, capsys):
     assert "--price" in capsys.readouterr().err
 
 
+def test_a_refused_connection_fails_in_seconds_before_any_rl(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, run_dir = tmp_path / "o.safetensors", tmp_path / "run"
+    t = time.perf_counter()
+    rc = main(discover_args(out, run_dir, 1, "--base-url", f"http://127.0.0.1:{port}/v1"))
+    wall = time.perf_counter() - t
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and wall < 20, wall
+    assert f"cannot reach the model server 127.0.0.1:{port}" in err[-1]
+    assert not out.exists() and "warm start" not in " ".join(err)
+
+
 def test_no_key_is_a_one_line_error(tmp_path, capsys):
     rc = main(discover_args(tmp_path / "x.safetensors", tmp_path / "run", 2))
     assert rc == 2
@@ -491,6 +553,62 @@ def test_api_key_from_env_or_dotenv(tmp_path, monkeypatch):
     assert price_for("gpt-4o-mini") == PRICES["gpt-4o-mini"] != PRICES["gpt-4o"]
     assert price_for("qwen2.5-coder") is None and price_for("x", (1.0, 2.0)) == (1.0, 2.0)
     assert cost_usd({"prompt_tokens": 10}, None) is None
+
+
+def test_api_key_reaches_the_server_only(e_run, server, tmp_path, monkeypatch, capsys):
+    out, run_dir = fork(e_run, tmp_path)
+    secret = f"sk-metarl-{uuid.uuid4().hex}"
+    monkeypatch.setenv("METARL_TEST_LLM_KEY", secret)
+    first = len(server.requests)
+    echo = candidate("echo", "    import os\n    return ratio\n", thought=f"the key is {secret}")
+    server.push(status(500), echo)
+    args = discover_args(out, run_dir, 4, "--resume", "--base-url", server.base_url,
+                         "--api-key-env", "METARL_TEST_LLM_KEY")  # fmt: skip
+    assert main(args) == 0
+    shown = capsys.readouterr()
+    notice = f"sending the API key from $METARL_TEST_LLM_KEY to 127.0.0.1:{server.port} (http)"
+    assert shown.err.splitlines().count(notice) == 1
+    assert secret not in shown.out + shown.err
+    reqs = server.requests[first:]
+    assert len(reqs) == 2  # the 500, then the retry
+    assert {r["headers"]["authorization"] for r in reqs} == {f"Bearer {secret}"}
+    for r in reqs:  # the bearer token is the only place it travels
+        others = {k: v for k, v in r["headers"].items() if k != "authorization"}
+        assert secret not in json.dumps(r["body"]) + json.dumps(others)
+    files = [p for p in [out, *run_dir.rglob("*")] if p.is_file()]
+    assert {"conversation.json", "archive.json", out.name} <= {p.name for p in files}
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    state = read_state(run_dir)
+    assert state["archive"][4]["reply"].count("the key is ***") == 1  # the echo was redacted
+    assert state["config"]["api_key_env"] == "METARL_TEST_LLM_KEY"
+    # Unset: the server gets a placeholder, and the notice says so.
+    monkeypatch.delenv("METARL_TEST_LLM_KEY")
+    server.push(candidate("no_key", "    import os\n    return ratio\n"))
+    args[args.index("--turns") + 1] = "5"
+    assert main([*args, "--force"]) == 0  # --force: overwrite the output
+    assert server.requests[-1]["headers"]["authorization"] == "Bearer EMPTY"
+    assert (
+        f"no API key ($METARL_TEST_LLM_KEY is unset): sending 127.0.0.1:{server.port} (http) "
+        "the placeholder 'EMPTY' instead" in capsys.readouterr().err.splitlines()
+    )
+
+
+def test_api_key_env_is_validated_and_named(tmp_path, monkeypatch, capsys):
+    from metarl_cli.meta.llm.client import OpenAIChat
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    chat = OpenAIChat("m", base_url=None, api_key="sk-file", timeout_s=1, retries=0, key_env="K")
+    assert chat.key_notice() == "sending the API key from K in .env to api.openai.com"
+    assert chat._redact("a sk-file b") == "a *** b"
+    args = discover_args(tmp_path / "x.safetensors", tmp_path / "run", 2)
+    assert main([*args, "--api-key-env", "NOT A NAME"]) == 2
+    assert "api_key_env" in capsys.readouterr().err
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
+    assert main([*args, "--api-key-env", "METARL_UNSET_KEY"]) == 2  # no key, no --base-url
+    err = capsys.readouterr().err
+    assert "export METARL_UNSET_KEY=..." in err and "sk-unused" not in err
+    assert not (tmp_path / "run").exists()
 
 
 # --- prompts, parsing, the paper's functions in the sandbox -----------------------------------

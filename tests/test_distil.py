@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import export_code
 
 from metarl_cli.cli.app import main
 
@@ -320,8 +321,11 @@ def test_cli_end_to_end_with_rl_selection(lpo_path, tmp_path, capsys):
 
     per_run = build_config("classic/cartpole", timesteps=256, overrides=TINY).env_steps
     assert cfg["eval_env_steps"] == 3 * 2 * per_run
-    # the score that selected the checkpoint is what `metarl evaluate` reports for it
-    again = evaluate(str(out), ["classic/cartpole"], num_runs=2, timesteps=256, overrides=TINY)
+    # the score that selected the checkpoint is what evaluating it on the selection seed stream
+    # gives; `metarl evaluate` meta-tests on other seeds (tests/test_seed_streams.py)
+    assert cfg["selection_seeds"] == {"seed": 0, "stream": "selection", "num_runs": 2}
+    again = evaluate(str(out), ["classic/cartpole"], num_runs=2, timesteps=256, overrides=TINY,
+                     stream="selection")  # fmt: skip
     assert again.envs[0].summary.mean == pytest.approx(cfg["chosen"]["rl_score"])
 
     run_dir = tmp_path / "small.run"
@@ -388,7 +392,8 @@ def bad_teachers(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("bad")
     nofeat = get_algorithm("nofeat")
-    save_kernel(d / "code.safetensors", nofeat, "code", nofeat.warm_start)
+    code = export_code(nofeat, nofeat.warm_start)
+    save_kernel(d / "code.safetensors", nofeat, "code", nofeat.warm_start, code=code)
     save_kernel(d / "sym.safetensors", get_algorithm("lpo"), "symbolic", "relu((r - 1) * A)")
     save_teacher(d / "lpo1.safetensors", "lpo", 1)
     save_teacher(d / "open2.safetensors", "open", 2)

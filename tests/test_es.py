@@ -219,6 +219,8 @@ def test_cli_run_writes_artefact_checkpoints_and_metrics(lpo_run):
     best = max(evals, key=lambda e: e["score"])
     assert config["chosen"] == "best-eval-mean" and manifest.generation == best["generation"]
     assert manifest.fitness_summary["chosen_eval_score"] == best["score"]
+    assert config["selection_seeds"] == {"seed": 0, "stream": "selection", "num_runs": 2}
+    assert config["fitness_seeds"] == {"seed": 0, "stream": "es_fitness", "num_runs": 1}
     run_dir = lpo_run.with_suffix(".run")
     periodic_manifest, periodic = load_artefact(
         run_dir / f"gen_{best['generation']:04d}.safetensors"

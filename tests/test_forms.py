@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tiny_config
+from conftest import export_code, tiny_config
 
 from metarl_cli.artefacts import load_artefact
 from metarl_cli.cli.app import main
@@ -112,10 +112,16 @@ def test_form_trains_and_round_trips(name, form, tmp_path):
     alg = get_algorithm(name)
     text = SYMBOLIC[name] if form == "symbolic" else alg.warm_start
     path = tmp_path / f"{name}-{form}.safetensors"
-    save_kernel(path, alg, form, text)
+    code = export_code(alg, text) if form == "code" else None
+    save_kernel(path, alg, form, text, code=code)
     manifest, tensors = load_artefact(path)
-    assert (manifest.form, manifest.algorithm, tensors) == (form, name, {})
+    assert (manifest.form, manifest.algorithm) == (form, name)
     assert (manifest.expression if form == "symbolic" else manifest.source) == text
+    if form == "code":  # the program is StableHLO; the source is text to read
+        assert manifest.kernel_format == "stablehlo/1" and set(tensors) == {"code"}
+        assert tensors["code"]["primal"].dtype == np.uint8
+    else:
+        assert tensors == {}
 
     runs = [
         evaluate(str(path), ["classic/cartpole"], num_runs=1, chunk=1, timesteps=64, overrides=TINY)
@@ -149,7 +155,7 @@ def test_a_diverging_kernel_is_reported_not_raised(tmp_path):
     alg = get_algorithm("nofeat")
     source = alg.warm_start.replace("update = g * lr", "update = g * lr * jnp.nan")
     path = tmp_path / "nan.safetensors"
-    save_kernel(path, alg, "code", source)
+    save_kernel(path, alg, "code", source, code=export_code(alg, source))
     result = evaluate(str(path), ["classic/cartpole"], num_runs=2, timesteps=64, overrides=TINY)
     assert result.envs[0].diverged == [True, True]
 
@@ -161,7 +167,7 @@ def test_adam_code_kernel_matches_optax_adam():
     """The recurrent warm start (Supplement D's Adam) is Adam with eps inside the sqrt."""
     alg = get_algorithm("open")
     cfg = tiny_config("classic/cartpole")
-    opt = alg.kernel(cfg, {}, form="code", text=alg.warm_start)
+    opt = alg.kernel(cfg, {}, form="code", code=export_code(alg, alg.warm_start))
     keys = jax.random.split(jax.random.key(0), 22)
     params = {
         "actor": {"w": jax.random.normal(keys[0], (3, 4))},

@@ -13,6 +13,7 @@ import subprocess
 import jax
 import numpy as np
 import pytest
+from conftest import export_code
 from PIL import Image
 
 from metarl_cli.analysis.gradients import objective_gradient, ppo_drift
@@ -57,6 +58,7 @@ def results(tmp_path_factory):
             lpo,
             entry.form,
             entry.text,
+            code=export_code(lpo, entry.text) if entry.form == "code" else None,
             meta_learner=MetaLearnerInfo(name=learner, config={"source": entry.origin}),
             training_envs=["classic/cartpole"],
         )

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import export_code
 
 from metarl_cli.artefacts import load_artefact
 from metarl_cli.cli.app import main
@@ -235,6 +236,7 @@ def test_cli_distils_ppo_drift_into_a_valid_symbolic_drift_that_trains(ppo_teach
     assert info["round_trip"]["passed"] and info["round_trip"]["max_rel_error"] <= 1e-5
     assert info["variables"] == {"X1": "log_r", "X2": "r_minus_1", "X3": "A"}
     assert info["validity"] == {"student": [], "teacher": []}
+    assert info["selection_seeds"] == {"seed": 0, "stream": "selection", "num_runs": 1}
     assert "def LPO_Symbolic(r, A):" in info["pretty"] and info["pretty"] in manifest.notes
     lpo = get_algorithm("lpo")
     kernel = compile_symbolic(manifest.expression, lpo.symbolic_variables, lpo.symbolic_aliases)
@@ -285,7 +287,8 @@ def test_resume_continues_exactly_and_refuses_another_config(tmp_path, capsys):
 def test_bad_teachers_and_backends_fail_in_one_line(ppo_teacher, tmp_path, capsys):
     recurrent = _teacher(tmp_path / "open.safetensors", name="open")
     code = tmp_path / "code.safetensors"
-    save_kernel(code, get_algorithm("lpo"), "code", get_algorithm("lpo").warm_start)
+    lpo = get_algorithm("lpo")
+    save_kernel(code, lpo, "code", lpo.warm_start, code=export_code(lpo, lpo.warm_start))
     nofeat = _teacher(tmp_path / "nf.safetensors", name="nofeat")
     out = str(tmp_path / "x.safetensors")
     cases = [

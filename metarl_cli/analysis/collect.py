@@ -175,7 +175,8 @@ def _hydrate(entry: Entry) -> Entry:
 
 def check_comparable(entries: list[Entry]) -> None:
     """Refuses results that would be merged wrongly: the same file twice, different
-    environments (suites) or different budgets on an environment."""
+    environments (suites), different budgets on an environment, or runs on a seed stream
+    other than meta-testing's (`seeds.py`)."""
     seen: dict[tuple, Path] = {}
     for e in entries:
         t = e.result.target
@@ -185,6 +186,11 @@ def check_comparable(entries: list[Entry]) -> None:
                 f"{e.path} and {seen[key]} are results of the same target and seed; give each once"
             )
         seen[key] = e.path
+        if e.result.stream not in (None, "meta_test"):  # seeds.META_TEST; None: older files
+            raise EvaluationError(
+                f"{e.path} was evaluated on the {e.result.stream!r} seed stream, whose seeds "
+                "select checkpoints; a report meta-tests: re-run `metarl evaluate` without --stream"
+            )
         if not e.result.envs:
             raise EvaluationError(f"{e.path} holds no environments")
     first = entries[0]

@@ -52,13 +52,19 @@ def kernel_of(target: Any, artefact: Path | None) -> tuple[Any, Any] | str:
     from metarl_cli.learned.base import get_algorithm
 
     alg = get_algorithm("lpo")
-    if target.form in ("symbolic", "code"):
+    if target.form == "code":  # runs only from the artefact's verified StableHLO
+        if artefact is None:
+            return "a code kernel runs from its artefact file, which was not found"
+        from metarl_cli.learned.loader import load_kernel
+
+        return load_kernel(artefact, "lpo").kernel(None), {}
+    if target.form == "symbolic":
         text = target.text
         if text is None and artefact is not None:
             from metarl_cli.artefacts import load_artefact
 
             manifest, _ = load_artefact(artefact)
-            text = manifest.expression if target.form == "symbolic" else manifest.source
+            text = manifest.expression
         if text is None:
             return "its text is not in the result and the artefact file was not found"
         return alg.kernel(None, dict(target.architecture), target.form, text), {}

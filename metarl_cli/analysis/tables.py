@@ -40,9 +40,11 @@ def program_size(form: str | None, algorithm: str | None, text: str | None) -> d
         from metarl_cli.learned.symbolic import compile_symbolic
 
         k = compile_symbolic(text, alg.symbolic_variables, alg.symbolic_aliases)
-        syms = {v: sp.Symbol(v) for v in k.variables}
-        expr = sp.sympify(k.expression, locals=syms)
-        return {"length": int(sp.count_ops(expr)), "unit": "operations", "inputs": len(syms)}
+        return {
+            "length": int(sp.count_ops(k.expr)),
+            "unit": "operations",
+            "inputs": len(k.variables),
+        }
     if form == "code":
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         return {"length": len(lines), "unit": "lines", "inputs": len(alg.code_parameters)}

@@ -1,8 +1,9 @@
 """Artefacts: learned kernels saved as safetensors files with a verified manifest.
 
 `save_artefact` writes a kernel's tensors and its `Manifest` atomically; `load_artefact` reads
-one back and checks it (format, manifest schema, tensor digest), raising `ArtefactError` with a
-one-line message on any problem. Numpy only, so importing this never pulls in JAX.
+one back and checks it (format, manifest schema, manifest and tensor digests), raising
+`ArtefactError` with a one-line message on any problem. Numpy only, so importing this never
+pulls in JAX.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from metarl_cli.artefacts.io import (
     artefact_digest,
     flatten_tree,
     load_artefact,
+    manifest_digest,
     save_artefact,
     tensors_digest,
     unflatten_tree,
@@ -30,6 +32,7 @@ __all__ = [
     "artefact_digest",
     "flatten_tree",
     "load_artefact",
+    "manifest_digest",
     "save_artefact",
     "tensors_digest",
     "unflatten_tree",

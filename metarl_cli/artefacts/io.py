@@ -2,8 +2,11 @@
 
 Layout: a standard safetensors file whose header metadata holds `format: "metarl"` and
 `metarl_manifest: <Manifest JSON>`. Nested parameter trees are stored flat under "/"-joined
-keys. The manifest carries a sha256 of the tensors (`tensors_digest`), so a file edited after it
-was written is caught on load; `artefact_digest` hashes the whole file for provenance links.
+keys. The manifest carries a sha256 of the tensors (`tensors_digest`) and one of itself
+(`manifest_digest`, which covers the tensors' digest too), so a file whose tensors or manifest
+were edited after it was written is caught on load; `artefact_digest` hashes the whole file for
+provenance links. The digests catch corruption and careless edits, not a forger who recomputes
+them: they are not signatures.
 Symbolic and code artefacts have no tensors: safetensors stores an empty tensor set natively.
 Everything here is numpy only, so that reading an artefact never waits for JAX to import.
 """
@@ -14,7 +17,6 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,12 @@ from pydantic import ValidationError
 from metarl_cli._version import __version__
 from metarl_cli.artefacts.manifest import SUPPORTED_SCHEMA_VERSIONS, Manifest
 from metarl_cli.errors import ArtefactError
-from metarl_cli.fsutil import atomic_write_bytes, check_writable
+from metarl_cli.fsutil import atomic_write_bytes, check_writable, read_regular_file
 
 _SEP = "/"
 _FORMAT = "metarl"
+MAX_BYTES = 2**28
+"""The largest artefact read (256 MiB; the paper's networks take kilobytes)."""
 _MANIFEST_KEY = "metarl_manifest"
 # The dtypes safetensors' numpy backend can both write and read back (it writes bfloat16 but
 # cannot load it), so anything else is refused at save time rather than at load time.
@@ -116,7 +120,8 @@ def save_artefact(
     Args:
         path: the output file (conventionally `*.safetensors`).
         tensors: a nested mapping of arrays (numpy or JAX); empty for symbolic and code kernels.
-        manifest: the description; `tensors_sha256` and `versions["metarl"]` are filled in.
+        manifest: the description; `tensors_sha256`, `manifest_sha256` and
+            `versions["metarl"]` are filled in.
         force: whether an existing file may be overwritten.
 
     Returns:
@@ -135,6 +140,8 @@ def save_artefact(
             "versions": {**manifest.versions, "metarl": __version__},
         }
     )
+    digest = manifest_digest(json.loads(manifest.model_dump_json()))
+    manifest = manifest.model_copy(update={"manifest_sha256": digest})
     metadata = {"format": _FORMAT, _MANIFEST_KEY: manifest.model_dump_json()}
     atomic_write_bytes(target, safetensors.numpy.save(flat, metadata=metadata), force=force)
     return manifest
@@ -145,7 +152,7 @@ def load_artefact(path: str | os.PathLike[str]) -> tuple[Manifest, dict[str, Any
 
     Raises:
         ArtefactError: the file is missing, unreadable, not a metarl artefact, has an invalid
-            or unsupported manifest, or its tensors do not match the manifest's digest.
+            or unsupported manifest, or its manifest or tensors do not match their digests.
     """
     data = _read_bytes(path)
     manifest = _parse_manifest(path, _manifest_text(path, data))
@@ -161,6 +168,17 @@ def load_artefact(path: str | os.PathLike[str]) -> tuple[Manifest, dict[str, Any
             f"{manifest.tensors_sha256 or '(none)'}; the file was modified after it was written"
         )
     return manifest, tree
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """Returns the sha256 hex digest of a manifest's JSON object without `manifest_sha256`.
+
+    The object is hashed in a canonical form (sorted keys, no spaces, ASCII), so the digest does
+    not depend on how the JSON was laid out, only on its content.
+    """
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def artefact_digest(path: str | os.PathLike[str]) -> str:
@@ -182,14 +200,9 @@ def _canonical(key: str, value: Any) -> np.ndarray:
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ArtefactError(f"no such artefact: {path}") from None
-    except IsADirectoryError:
-        raise ArtefactError(f"{path} is a directory, not an artefact file") from None
-    except OSError as exc:
-        raise ArtefactError(f"cannot read artefact {path}: {exc.strerror or exc}") from None
+    """The file's bytes, once it is known to be a regular file of a sane size (a FIFO would
+    block and /dev/zero would fill memory)."""
+    return read_regular_file(path, what="artefact", max_bytes=MAX_BYTES, error=ArtefactError)
 
 
 def _manifest_text(path: str | os.PathLike[str], data: bytes) -> str:
@@ -211,15 +224,29 @@ def _manifest_text(path: str | os.PathLike[str], data: bytes) -> str:
     return metadata[_MANIFEST_KEY]
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook: two values for one key would let two readers see two manifests."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
 def _parse_manifest(path: str | os.PathLike[str], text: str) -> Manifest:
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError):
         raise ArtefactError(f"{path} has an invalid manifest: not valid JSON") from None
     if not isinstance(obj, dict):
         raise ArtefactError(f"{path} has an invalid manifest: not a JSON object")
     # Checked before validation, so a newer file gets "upgrade metarl", not a field error.
     version = obj.get("schema_version", 1)
+    if type(version) is int and 0 < version < min(SUPPORTED_SCHEMA_VERSIONS):
+        raise ArtefactError(
+            f"{path} has manifest schema version {version}, written by an older metarl without a "
+            f"manifest digest, so it cannot be verified; re-export it with metarl {__version__} "
+            "(re-run the command that wrote it, or `metarl import` its source)"
+        )
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
         raise ArtefactError(
@@ -227,7 +254,7 @@ def _parse_manifest(path: str | os.PathLike[str], text: str) -> Manifest:
             f"only version(s) {supported}; upgrade metarl to load it"
         )
     try:
-        return Manifest.model_validate_json(text)
+        manifest = Manifest.model_validate(obj)  # the object the digest below is taken of
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -236,6 +263,14 @@ def _parse_manifest(path: str | os.PathLike[str], text: str) -> Manifest:
         raise ArtefactError(
             f"{path} has an invalid manifest: {where}{first['msg']}{more}"
         ) from None
+    actual = manifest_digest(obj)
+    if actual != manifest.manifest_sha256:
+        raise ArtefactError(
+            f"{path} failed its integrity check: manifest sha256 {actual} != recorded "
+            f"{manifest.manifest_sha256 or '(none)'}; the manifest was edited after it was "
+            "written (re-export the artefact rather than editing it)"
+        )
+    return manifest
 
 
 def _unreadable(path: str | os.PathLike[str], reason: str) -> str:

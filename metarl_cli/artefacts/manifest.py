@@ -24,8 +24,12 @@ __all__ = [
     "MetaLearnerInfo",
 ]
 
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
-"""Manifest schema versions this release can read; bump on any incompatible manifest change."""
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (2,)
+"""Manifest schema versions this release can read; bump on any incompatible manifest change.
+
+Version 2 added `manifest_sha256`. Version 1 files are refused, not read: their manifest has no
+digest, so reading them would let anyone drop an edited manifest's digest by writing
+`"schema_version": 1`."""
 
 Slot = Literal["drift", "optimiser", "update_rule"]
 Form = Literal["neural", "symbolic", "code"]
@@ -77,7 +81,10 @@ class Manifest(BaseModel):
         feature_spec: the input features the kernel expects.
         architecture: network hyperparameters for a `neural` kernel (layer widths, activation).
         expression: the formula of a `symbolic` kernel.
-        source: the source text of a `code` kernel.
+        source: the source text of a `code` kernel, kept for reading only: the kernel runs
+            from its exported StableHLO (the artefact's `code/primal`, `code/vjp` tensors).
+        kernel_format: how a `code` kernel's program is stored ("stablehlo/1"); None in
+            artefacts written before code kernels were exported, which are refused.
         meta_learner: what produced the kernel; None for hand-written kernels.
         training_envs: the environments the kernel was meta-trained on.
         generation: the meta-learning generation the kernel was taken from.
@@ -85,13 +92,15 @@ class Manifest(BaseModel):
         parent_digest: the file sha256 of the artefact this one was derived from.
         versions: package versions at write time ("metarl" is always filled in by the writer).
         tensors_sha256: the digest of the tensors, filled in by `save_artefact`.
+        manifest_sha256: the digest of this manifest's JSON without this field (so it covers
+            `tensors_sha256` too), filled in by `save_artefact` and checked on load.
         created: when the manifest was made (UTC).
         notes: free text.
     """
 
     model_config = _MODEL_CONFIG
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     algorithm: str
     slot: Slot
     form: Form
@@ -99,6 +108,7 @@ class Manifest(BaseModel):
     architecture: dict[str, int | list[int] | str] = Field(default_factory=dict)
     expression: str | None = None
     source: str | None = None
+    kernel_format: str | None = None
     meta_learner: MetaLearnerInfo | None
     training_envs: list[str] = Field(default_factory=list)
     generation: int | None = None
@@ -106,6 +116,7 @@ class Manifest(BaseModel):
     parent_digest: str | None = None
     versions: dict[str, str] = Field(default_factory=lambda: {"metarl": __version__})
     tensors_sha256: str = ""
+    manifest_sha256: str = ""
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     notes: str = ""
 
@@ -114,6 +125,6 @@ class Manifest(BaseModel):
         """A symbolic kernel needs its expression and a code kernel its source."""
         if self.form == "symbolic" and not (self.expression and self.expression.strip()):
             raise ValueError("a symbolic artefact needs a non-empty `expression`")
-        if self.form == "code" and not (self.source and self.source.strip()):
-            raise ValueError("a code artefact needs a non-empty `source`")
+        if self.form == "code" and not self.kernel_format and not (self.source or "").strip():
+            raise ValueError("a code artefact needs its exported program or its `source`")
         return self

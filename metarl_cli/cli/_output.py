@@ -7,6 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
+MAX_SIZE = 2**31 - 1
+"""The largest count a size option takes (`max=MAX_SIZE`): sizes become 32-bit JAX shapes."""
+
 out = Console()
 err = Console(stderr=True)
 if not out.is_terminal:  # piped or captured: rich would assume 80 columns and squeeze tables

@@ -6,6 +6,7 @@ Importing this module imports Typer, rich and pydantic but never JAX, so `metarl
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -63,29 +64,66 @@ def _verbose(argv: list[str]) -> bool:
     return "--verbose" in argv or "-v" in argv
 
 
+# OS errors that are the user's environment, not a bug: one line, like any user error.
+_USER_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOTDIR,
+    }
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the app and maps user errors to one line and exit code 2."""
-    import click
+    """Console entry point: runs the app and maps user errors to one line and exit code 2.
+
+    User errors are `MetarlError`s, pydantic `ValidationError`s, Typer's usage errors (an
+    unknown command or option, a missing argument, a value of the wrong type), OS errors of
+    the user's environment (disk full, read-only or permission denied) and, as a backstop,
+    `OverflowError` (a number too large for NumPy or JAX). Each becomes one line
+    on stderr and exit code 2; `--verbose` re-raises them with their traceback. Asking for no
+    command prints the help (exit 2, as click does).
+    """
     from pydantic import ValidationError
+    from typer._click import exceptions as click_errors  # Typer vendors click from 0.29 on
 
     from metarl_cli.errors import MetarlError
+    from metarl_cli.fsutil import unlock_all_run_dirs
     from metarl_cli.rl.parallel import expose_cpu_cores
 
     argv = list(sys.argv[1:] if argv is None else argv)
     expose_cpu_cores()  # before anything imports JAX
     try:
-        result = app(args=argv, prog_name="metarl", standalone_mode=False)
-    except (MetarlError, ValidationError) as e:
+        try:
+            result = app(args=argv, prog_name="metarl", standalone_mode=False)
+        finally:
+            unlock_all_run_dirs()  # the command's run dirs are free for the next one
+    except click_errors.NoArgsIsHelpError as e:
+        e.show()
+        return e.exit_code
+    except (MetarlError, ValidationError, click_errors.ClickException) as e:
         if _verbose(argv):
             raise
         typer.echo(f"error: {one_line(e)}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS or _verbose(argv):
+            raise
+        typer.echo(f"error: {one_line(e)}", err=True)
+        return 2
+    except OverflowError as e:  # a number past what NumPy/JAX hold that no check caught first
+        if _verbose(argv):
+            raise
+        typer.echo(f"error: a number is too large ({one_line(e)}); use a smaller value", err=True)
+        return 2
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
@@ -93,9 +131,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def one_line(e: Exception) -> str:
-    """A single-line message for a user error (pydantic: the first failing field)."""
+    """A single-line message for a user error (pydantic: the first failing field; a usage
+    error: click's message and where to find the command's help; an OS error: what failed on
+    which path)."""
     from pydantic import ValidationError
+    from typer._click import exceptions as click_errors
 
+    if isinstance(e, click_errors.ClickException):
+        msg = " ".join(e.format_message().split())
+        ctx = getattr(e, "ctx", None)
+        return f"{msg} (see '{ctx.command_path} --help')" if ctx is not None else msg
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename is not None else ""
+        return f"{e.strerror}{where}"
     if isinstance(e, ValidationError):
         errs = e.errors()
         first = errs[0]

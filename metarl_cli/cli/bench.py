@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -26,11 +27,15 @@ def bench(
     from metarl_cli.errors import ConfigError
     from metarl_cli.fsutil import atomic_write_text, check_writable
 
-    if scale <= 0 or repeat < 1:
-        raise ConfigError("--scale must be > 0 and --repeat at least 1")
+    if not math.isfinite(scale) or scale <= 0 or repeat < 1:
+        raise ConfigError("--scale must be a finite number > 0 and --repeat at least 1")
     if output is not None:
         check_writable(output, force=force)
-    from metarl_cli.bench import run_bench
+    from metarl_cli.bench import CASES, case_timesteps, run_bench
+    from metarl_cli.config import build_config
+
+    for env_id, _, steps in CASES:  # every budget is valid before the first case runs
+        build_config(env_id, timesteps=case_timesteps(steps, scale))
 
     rows = run_bench(
         scale, repeat, on_case=lambda e, s: err.print(f"benchmarking {e}, {s} seed(s)")

@@ -32,6 +32,14 @@ def discover(
         Path | None, typer.Option(help="Conversation and archive (default: OUTPUT.run/).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="Run candidates even where the sandbox's confinement (Landlock, network "
+            "namespace) is unavailable. Unsafe: model code could then read your files.",
+        ),
+    ] = False,
     replay: Annotated[
         Path | None,
         typer.Option(help="Serve the replies of a recorded conversation.json (no model call)."),
@@ -47,13 +55,20 @@ def discover(
         float, typer.Option(help="Seconds a candidate's checks may take.")
     ] = 60.0,
     eval_timeout: Annotated[
-        float, typer.Option(help="Seconds a candidate's RL evaluation may take.")
-    ] = 7200.0,
+        float | None,
+        typer.Option(
+            help="Seconds a candidate's RL evaluation may take [default: 300 + env steps / 1000]."
+        ),
+    ] = None,
     memory_gb: Annotated[
         float, typer.Option(help="Memory an RL evaluation may allocate (0: no limit).")
     ] = 16.0,
     request_timeout: Annotated[float, typer.Option(help="Seconds per model request.")] = 600.0,
     retries: Annotated[int, typer.Option(help="Retries of a failed model request.")] = 8,
+    api_key_env: Annotated[
+        str,
+        typer.Option(help="Environment variable holding the API key (unset: no key is sent)."),
+    ] = "OPENAI_API_KEY",
     json_mode: Annotated[
         bool, typer.Option(help="Ask the server for a JSON object (response_format).")
     ] = True,
@@ -77,6 +92,10 @@ def discover(
             prices = ()
         if len(prices) != 2:
             raise ConfigError(f"--price takes IN,OUT in USD per million tokens, got {price!r}")
+    if replay is not None:  # before load_replay: a FIFO would hang it, /dev/zero fill memory
+        from metarl_cli.fsutil import read_regular_file
+
+        read_regular_file(replay, what="replay file", max_bytes=1 << 28, error=ConfigError)
     cfg = DiscoverConfig(
         algo=algo,
         envs=resolve_envs(envs),
@@ -95,7 +114,9 @@ def discover(
         json_mode=json_mode,
         request_timeout=request_timeout,
         retries=retries,
+        api_key_env=api_key_env,
         replay=str(replay) if replay is not None else None,
+        unsafe_no_sandbox=unsafe_no_sandbox,
     )
     plan = plan_discover(cfg, output, run_dir=run_dir, resume=resume, force=force)
 
@@ -214,3 +235,5 @@ class _Progress:
             )
         elif kind == "stopped":
             err.print(f"stopping: {p['reason']}")
+        elif kind == "api_key":  # one plain line: the host comes from the user's --base-url
+            err.print(p["notice"], markup=False, highlight=False, soft_wrap=True)

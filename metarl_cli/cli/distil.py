@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import BarReporter, err, out, print_json
+from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
 
 
 def distil(
@@ -22,7 +22,9 @@ def distil(
     ] = None,
     hsize: Annotated[
         int | None,
-        typer.Option(help="Explicit student width (recurrent OPEN: even, GRU hsize/2)."),
+        typer.Option(
+            help="Explicit student width (recurrent OPEN: even, GRU hsize/2).", max=MAX_SIZE
+        ),
     ] = None,
     lr: Annotated[
         list[float] | None,
@@ -33,9 +35,11 @@ def distil(
     epochs: Annotated[int, typer.Option(help="Epochs per learning rate.")] = 10,
     iters: Annotated[int, typer.Option(help="Adam steps per epoch.")] = 1000,
     batch_size: Annotated[
-        int, typer.Option(help="Synthetic points (OPEN: sequences) per step.")
+        int, typer.Option(help="Synthetic points (OPEN: sequences) per step.", max=MAX_SIZE)
     ] = 2048,
-    test_size: Annotated[int, typer.Option(help="Points in the held-out set.")] = 10_000,
+    test_size: Annotated[
+        int, typer.Option(help="Points in the held-out set.", max=MAX_SIZE)
+    ] = 10_000,
     rollout: Annotated[
         str | None,
         typer.Option(help="Recurrent OPEN: long (100-step) or short (20-step) sequences."),

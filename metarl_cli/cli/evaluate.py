@@ -58,6 +58,14 @@ def evaluate(
         str | None,
         typer.Option("--algo", help="Refuse an artefact of any other algorithm (e.g. lpo)."),
     ] = None,
+    stream: Annotated[
+        str,
+        typer.Option(
+            "--stream",
+            hidden=True,  # for audits: `selection` reproduces a meta-learner's selection score
+            help="Seed stream: meta_test, or selection (the seeds meta-learners select with).",
+        ),
+    ] = "meta_test",
 ) -> None:
     """Train with TARGET on each env for --num-runs seeds; report final returns (mean, IQM)."""
     from metarl_cli.config import parse_set, read_config_file
@@ -71,7 +79,7 @@ def evaluate(
     if suite is not None:
         suite, env_ids = resolve_suite(suite)
     else:
-        env_ids = resolve_envs(envs or "cartpole")
+        env_ids = resolve_envs("cartpole" if envs is None else envs)
     overrides = parse_set(set_ or [])
     file_values = read_config_file(config) if config else None
     if chunk is not None and chunk < 1:
@@ -119,6 +127,7 @@ def evaluate(
             expect_algorithm=algo,
             timesteps_scale=timesteps_scale,
             suite=suite,
+            stream=stream,
         )
     finally:
         status.stop()

@@ -39,6 +39,13 @@ def import_(
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print --list as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="Export code even where the sandbox's confinement is unavailable (unsafe).",
+        ),
+    ] = False,
 ) -> None:
     """Write an artefact from an original OPEN checkpoint, code, an expression or the paper.
 
@@ -46,6 +53,9 @@ def import_(
     `metarl import code my_drift.py --algo lpo -o d.safetensors`;
     `metarl import symbolic "relu((r - 1) * A)" --algo lpo -o s.safetensors`;
     `metarl import paper log_poly_clip -o p.safetensors`; `metarl import paper --list`.
+
+    Code is never run in this process: a sandboxed child checks it, traces it and exports it
+    to StableHLO, which is what the artefact runs; the source is kept for reading.
     """
     from metarl_cli.errors import ConfigError
 
@@ -65,9 +75,9 @@ def import_(
     if kind == "open":
         _import_open(Path(source), output, envs, force)
     elif kind == "paper":
-        _import_paper(source, output, envs, force)
+        _import_paper(source, output, envs, force, unsafe_no_sandbox)
     else:
-        _import_text(kind, source, algo, output, envs, force)
+        _import_text(kind, source, algo, output, envs, force, unsafe_no_sandbox)
 
 
 def _envs(env: list[str] | None) -> list[str] | None:
@@ -80,10 +90,14 @@ def _envs(env: list[str] | None) -> list[str] | None:
 
 def _import_open(checkpoint: Path, output: Path, envs: list[str] | None, force: bool) -> None:
     from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.errors import ArtefactError
+    from metarl_cli.fsutil import read_regular_file
     from metarl_cli.learned.base import get_algorithm
     from metarl_cli.learned.io import save_learned
     from metarl_cli.learned.open import import_open_npy
 
+    # A FIFO would block np.load forever: check it is a regular, .npy-sized file first.
+    read_regular_file(checkpoint, what="OPEN checkpoint", max_bytes=1 << 26, error=ArtefactError)
     theta, hidden, gru = import_open_npy(checkpoint)
     envs = envs if envs is not None else _guess_envs(checkpoint)
     save_learned(
@@ -99,7 +113,20 @@ def _import_open(checkpoint: Path, output: Path, envs: list[str] | None, force: 
     out.print(f"wrote {output} (open, hidden {hidden}, gru {gru}, envs {', '.join(envs) or '-'})")
 
 
-def _import_text(kind: str, source: str, algo: str | None, output: Path, envs, force: bool) -> None:
+def _exported(algorithm, form: str, text: str, unsafe: bool):
+    """A code kernel's verified StableHLO, exported in the sandbox (None for other forms)."""
+    if form != "code":
+        return None
+    from metarl_cli.learned.base import check_form
+    from metarl_cli.meta.llm.export import export_source
+
+    check_form(algorithm, form, text)  # a parse: fail fast, before the child starts
+    return export_source(algorithm, text, allow_unconfined=unsafe)
+
+
+def _import_text(
+    kind: str, source: str, algo: str | None, output: Path, envs, force: bool, unsafe: bool
+) -> None:
     from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.errors import ConfigError
     from metarl_cli.learned.base import get_algorithm
@@ -110,10 +137,13 @@ def _import_text(kind: str, source: str, algo: str | None, output: Path, envs, f
     algorithm = get_algorithm(algo)
     path = Path(source)
     if kind == "code" or (len(source) < 4096 and "\n" not in source and path.is_file()):
+        from metarl_cli.fsutil import read_regular_file
+
+        raw = read_regular_file(path, what=f"{kind} file", max_bytes=1 << 20, error=ConfigError)
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read {source}: {e}") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"cannot read {source}: not UTF-8 text (a binary file?)") from None
         origin = str(path)
     else:
         text, origin = source, "command line"
@@ -122,6 +152,7 @@ def _import_text(kind: str, source: str, algo: str | None, output: Path, envs, f
         algorithm,
         kind,
         text,
+        code=_exported(algorithm, kind, text, unsafe),
         meta_learner=MetaLearnerInfo(name="import", config={"source": origin}),
         training_envs=envs or [],
         force=force,
@@ -129,18 +160,20 @@ def _import_text(kind: str, source: str, algo: str | None, output: Path, envs, f
     out.print(f"wrote {output} ({manifest.algorithm}, {kind} form, from {origin})")
 
 
-def _import_paper(name: str, output: Path, envs, force: bool) -> None:
+def _import_paper(name: str, output: Path, envs, force: bool, unsafe: bool) -> None:
     from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.learned.base import get_algorithm
     from metarl_cli.learned.io import save_kernel
     from metarl_cli.learned.library import PAPER
 
     entry = PAPER.get(name)
+    algorithm = get_algorithm(entry.algorithm)
     save_kernel(
         output,
-        get_algorithm(entry.algorithm),
+        algorithm,
         entry.form,
         entry.text,
+        code=_exported(algorithm, entry.form, entry.text, unsafe),
         meta_learner=MetaLearnerInfo(
             name="llm" if entry.form == "code" else "symbolic", config={"source": entry.origin}
         ),

@@ -1,13 +1,51 @@
-"""`metarl inspect`: show an artefact's manifest and tensors."""
+"""`metarl inspect`: show an artefact's manifest and tensors.
+
+Every string read from the file (code, expression, notes, names) is shown literally: it is
+wrapped in `rich.text.Text`, so `[conceal]` or `[bold]` in a comment is not rich markup, and
+control characters (ESC, CR, other C0/C1 codes, bidirectional overrides) are written as
+visible escapes (`\\x1b`), so a kernel cannot hide or repaint lines of its own source.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from metarl_cli.cli._output import out, print_json
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from metarl_cli.artefacts import Manifest
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional-text overrides.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_EXPLAINED = {"import": "imported", "llm": "discovered (LLM)"}
+
+
+def visible(text: Any) -> str:
+    """`text` with control characters written as escapes (`\\x1b`, `\\u202e`)."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def literal(text: Any) -> Text:
+    """`text` as rich renders it verbatim: no markup, no emoji codes, no control characters."""
+    from rich.text import Text
+
+    return Text(visible(text))
+
+
+def provenance(manifest: Manifest) -> str:
+    """Where the kernel came from: imported, discovered by an LLM, or meta-learned by NAME."""
+    learner = manifest.meta_learner
+    if learner is None:
+        return "imported (no meta-learner recorded)"
+    kind = _EXPLAINED.get(learner.name, f"meta-learned ({learner.name})")
+    source = learner.config.get("source")
+    return f"{kind}; source: {source}" if isinstance(source, str) and source else kind
 
 
 def inspect(
@@ -24,6 +62,7 @@ def inspect(
         print_json(
             {
                 "manifest": manifest.model_dump(mode="json"),
+                "provenance": provenance(manifest),
                 "tensors": shapes,
                 "file_sha256": artefact_digest(artefact),
             }
@@ -31,34 +70,37 @@ def inspect(
         return
     from rich.table import Table
 
-    table = Table(title=str(artefact), show_header=False)
+    table = Table(title=literal(artefact), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     m = manifest
-    table.add_row("algorithm", f"{m.algorithm} ({m.slot} slot, {m.form} form)")
-    table.add_row("feature spec", f"v{m.feature_spec.version} {m.feature_spec.digest[:16]}")
-    table.add_row("architecture", ", ".join(f"{k}={v}" for k, v in m.architecture.items()))
-    table.add_row("meta-learner", m.meta_learner.name if m.meta_learner else "-")
-    table.add_row("training envs", ", ".join(m.training_envs) or "-")
+
+    def row(field: str, value: Any) -> None:
+        table.add_row(field, literal(value))
+
+    row("algorithm", f"{m.algorithm} ({m.slot} slot, {m.form} form)")
+    row("feature spec", f"v{m.feature_spec.version} {m.feature_spec.digest[:16]}")
+    row("architecture", ", ".join(f"{k}={v}" for k, v in m.architecture.items()))
+    row("provenance", provenance(m))
+    row("meta-learner", m.meta_learner.name if m.meta_learner else "-")
+    row("training envs", ", ".join(m.training_envs) or "-")
     if m.generation is not None:
-        table.add_row("generation", str(m.generation))
+        row("generation", m.generation)
     if m.fitness_summary:
-        table.add_row(
-            "fitness", ", ".join(f"{k} {v:.4g}" for k, v in sorted(m.fitness_summary.items()))
-        )
+        row("fitness", ", ".join(f"{k} {v:.4g}" for k, v in sorted(m.fitness_summary.items())))
     config = m.meta_learner.config if m.meta_learner else {}
     for key in ("chosen", "chosen_generation", "env_steps", "eval_env_steps", "wall_s"):
         if key in config and not isinstance(config[key], dict | list):
-            table.add_row(key.replace("_", " "), str(config[key]))
-    table.add_row("parent", m.parent_digest or "-")
+            row(key.replace("_", " "), config[key])
+    row("parent", m.parent_digest or "-")
     params = sum(int(v.size) for v in flat.values())
-    table.add_row("tensors", f"{len(flat)} tensors, {params:,} parameters")
-    table.add_row("created", m.created.isoformat(timespec="seconds"))
-    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    row("tensors", f"{len(flat)} tensors, {params:,} parameters")
+    row("created", m.created.isoformat(timespec="seconds"))
+    row("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items()))
     if m.expression:
-        table.add_row("expression", m.expression.strip())
+        row("expression", m.expression.strip())
     if m.source:
-        table.add_row("source", m.source.strip())
+        row("source", m.source.strip())
     if m.notes:
-        table.add_row("notes", m.notes)
+        row("notes", m.notes)
     out.print(table)

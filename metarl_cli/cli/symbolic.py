@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import BarReporter, err, out, print_json
+from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
 
 
 def symbolic(
@@ -24,12 +24,16 @@ def symbolic(
     rounds: Annotated[int, typer.Option(help="Search rounds, each ending in RL evaluation.")] = 40,
     iterations: Annotated[int, typer.Option(help="Generations per round.")] = 10,
     population: Annotated[
-        int | None, typer.Option(help="Programs in the population (LPO 1000, else 5000).")
+        int | None,
+        typer.Option(help="Programs in the population (LPO 1000, else 5000).", max=MAX_SIZE),
     ] = None,
     num_points: Annotated[
-        int | None, typer.Option(help="Teacher data points (LPO grid 1024^2, else 1e6).")
+        int | None,
+        typer.Option(help="Teacher data points (LPO grid 1024^2, else 1e6).", max=MAX_SIZE),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows of teacher data per round.")] = 5000,
+    batch_size: Annotated[
+        int, typer.Option(help="Rows of teacher data per round.", max=MAX_SIZE)
+    ] = 5000,
     envs: Annotated[
         str | None, typer.Option("--envs", "-e", help="RL evaluation envs (default: teacher's).")
     ] = None,
@@ -45,7 +49,7 @@ def symbolic(
     ] = None,
     seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
     threads: Annotated[
-        int | None, typer.Option(help="Backend threads (default: all cores).")
+        int | None, typer.Option(help="Backend threads (default: all cores).", max=4096)
     ] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="State, Pareto fronts, metrics (default: OUTPUT.run/).")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import BarReporter, err, out, print_json
+from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
 
 app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
 
@@ -19,7 +19,9 @@ def es(
     envs: Annotated[str, typer.Option("--envs", "-e", help="Comma-separated training envs.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
     num_generations: Annotated[int, typer.Option(help="Generations in total.")] = 800,
-    popsize: Annotated[int, typer.Option(help="Population size (even for open_es).")] = 64,
+    popsize: Annotated[
+        int, typer.Option(help="Population size (even for open_es).", max=MAX_SIZE)
+    ] = 64,
     num_rollouts: Annotated[int, typer.Option(help="PPO seeds per member and env.")] = 1,
     lr: Annotated[float, typer.Option(help="Adam step size of the ES mean.")] = 3e-2,
     lr_decay: Annotated[float, typer.Option(help="lr decay per generation.")] = 0.999,
@@ -34,7 +36,8 @@ def es(
         int, typer.Option(help="Seeds per env to evaluate the mean at checkpoints (0: none).")
     ] = 8,
     hsize: Annotated[
-        int | None, typer.Option(help="Hidden size (OPEN: GRU hsize/2); default Table 8.")
+        int | None,
+        typer.Option(help="Hidden size (OPEN: GRU hsize/2); default Table 8.", max=MAX_SIZE),
     ] = None,
     timesteps: Annotated[
         str | None, typer.Option("--timesteps", "-t", help="PPO budget per run, e.g. 5e5.")
@@ -48,7 +51,8 @@ def es(
         str, typer.Option(help="evosax strategy: open_es, pgpe, snes, sep_cma_es.")
     ] = "open_es",
     chunk: Annotated[
-        int | None, typer.Option(help="Runs vmapped together per device (bounds memory).")
+        int | None,
+        typer.Option(help="Runs vmapped together per device (bounds memory).", max=MAX_SIZE),
     ] = None,
     select: Annotated[
         str, typer.Option(help="Output candidate: final (mean) or best-eval.")

@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from metarl_cli.config.presets import preset
 from metarl_cli.errors import ConfigError
 
+_INT32_MAX = 2**31 - 1
+
+
+def _short(n: int) -> str:
+    """3 significant digits of an int of any size (a float cannot hold every int)."""
+    return f"{n:.3g}" if n < 10**300 else f"{str(n)[0]}e+{len(str(n)) - 1}"
+
 
 def parse_budget(v: Any) -> Any:
     """A step budget written as 5e5 or 1e7 (command line, paper) -> int; other values pass."""
@@ -91,6 +98,15 @@ class TrainConfig(BaseModel):
                 f"(num_envs x num_steps = {self.batch_size}); raise --timesteps to at least "
                 f"{self.batch_size:g} or lower num_envs/num_steps with --set"
             )
+        # The trainer indexes updates x curve points in JAX's 32-bit integers.
+        points = min(self.curve_points, self.num_updates)
+        if self.num_updates * points > _INT32_MAX:
+            most = _INT32_MAX // points * self.batch_size
+            raise ValueError(
+                f"total_timesteps = {_short(self.total_timesteps)} is too large: "
+                f"{_short(self.num_updates)} updates overflow the trainer's 32-bit counters; use "
+                f"--timesteps of at most {most:.3g} (or lower curve_points with --set)"
+            )
         return self
 
     @property
@@ -133,17 +149,55 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Reads overrides from a .json or .toml file: a flat table, or per-env tables by env id."""
-    if not path.is_file():
+    """Reads overrides from a .json or .toml file: a flat table, or per-env tables by env id.
+
+    Per-env tables may be keyed by an alias (`[cartpole]`); they come back keyed by the
+    canonical id. A table naming no known environment is an error, never silently ignored.
+    """
+    from metarl_cli.fsutil import read_regular_file
+
+    if not path.exists():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    raw = read_regular_file(
+        path, what="config file", max_bytes=_MAX_CONFIG_BYTES, error=ConfigError
+    )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (a binary file?)") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot parse config file {path}: {e}") from e
+    except (ValueError, RecursionError) as e:  # JSON and TOML decode errors are ValueErrors
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"cannot parse config file {path}: {reason}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of key = value")
-    return data
+    return _canonical_env_tables(path, data)
+
+
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def _canonical_env_tables(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its per-env tables keyed by canonical env id; unknown ids are errors."""
+    from metarl_cli.envs.registry import ENVS
+    from metarl_cli.errors import UnknownNameError
+
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            out[key] = value
+            continue
+        try:
+            env_id = ENVS.resolve(key)
+        except UnknownNameError as e:
+            nested = any(isinstance(v, dict) for v in value.values())
+            hint = f'; quote an id with a slash: ["{key}/..."]' if nested else ""
+            raise ConfigError(f"config file {path}: table [{key}]: {e}{hint}") from None
+        if env_id in out:
+            raise ConfigError(f"config file {path}: two tables for {env_id}; merge them")
+        out[env_id] = value
+    return out
 
 
 def build_config(

@@ -6,6 +6,7 @@ listing environments or printing help imports none of them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,31 +22,52 @@ class EnvEntry:
         suite: preset family ("classic", "minatar", "brax", "craftax").
         backend_name: the name the backend library uses.
         description: one line for `metarl envs`.
+        return_range: the smallest and largest mean episode return the env can produce; a
+            result outside it is refused (it cannot come from a real run).
     """
 
     env_id: str
     suite: str
     backend_name: str
     description: str
+    return_range: tuple[float, float] = (-math.inf, math.inf)
 
 
 ENVS: Registry[EnvEntry] = Registry("environment")
 
 
-def _add(env_id: str, backend_name: str, description: str, aliases: tuple[str, ...]) -> None:
-    ENVS.register(
-        env_id, EnvEntry(env_id, env_id.split("/")[0], backend_name, description), aliases
-    )
+def _add(
+    env_id: str,
+    backend_name: str,
+    description: str,
+    aliases: tuple[str, ...],
+    return_range: tuple[float, float] = (-math.inf, math.inf),
+) -> None:
+    entry = EnvEntry(env_id, env_id.split("/")[0], backend_name, description, return_range)
+    ENVS.register(env_id, entry, aliases)
 
 
-_add("classic/cartpole", "CartPole-v1", "gymnax CartPole-v1 (500-step limit)", ("cartpole",))
+# CartPole pays +1 per step for at most 500 steps; MinAtar's rewards are never negative.
+_add(
+    "classic/cartpole",
+    "CartPole-v1",
+    "gymnax CartPole-v1 (500-step limit)",
+    ("cartpole",),
+    (0.0, 500.0),
+)
 for _name, _gym, _aliases in [
     ("asterix", "Asterix-MinAtar", ("asterix",)),
     ("breakout", "Breakout-MinAtar", ("breakout",)),
     ("freeway", "Freeway-MinAtar", ("freeway",)),
     ("spaceinvaders", "SpaceInvaders-MinAtar", ("spaceinvaders", "space_invaders")),
 ]:
-    _add(f"minatar/{_name}", _gym, f"gymnax {_gym} (10x10 grid, flattened)", _aliases)
+    _add(
+        f"minatar/{_name}",
+        _gym,
+        f"gymnax {_gym} (10x10 grid, flattened)",
+        _aliases,
+        (0.0, math.inf),
+    )
 for _name, _aliases in [
     ("ant", ("ant",)),
     ("humanoid", ("humanoid",)),

@@ -117,7 +117,11 @@ def get_algorithm(name: str) -> Any:
 
 
 def check_form(algorithm: Any, form: str, text: str | None) -> None:
-    """Validates a kernel's form and text before anything is compiled (one-line errors)."""
+    """Validates a kernel's form and text before anything is compiled (one-line errors).
+
+    Code is only parsed and its tree checked here (`learned/sandbox.check_source`): nothing of
+    it runs in this process. It runs in the sandbox child, which exports it to StableHLO.
+    """
     from metarl_cli.errors import KernelError
 
     if form not in algorithm.forms:
@@ -129,9 +133,9 @@ def check_form(algorithm: Any, form: str, text: str | None) -> None:
     if not text or not text.strip():
         raise KernelError(f"a {form} kernel needs its text")
     if form == "code":
-        from metarl_cli.learned.sandbox import load_function
+        from metarl_cli.learned.sandbox import check_parameters
 
-        load_function(text, algorithm.code_parameters)
+        check_parameters(text, algorithm.code_parameters)
     else:
         from metarl_cli.learned.symbolic import compile_symbolic
 
@@ -144,16 +148,21 @@ def slots_for(
     architecture: dict[str, Any],
     form: str = "neural",
     text: str | None = None,
+    code: Any = None,
 ) -> Any:
     """The trainer's slots with `algorithm` in its slot and the paper's reference elsewhere.
 
     A drift is trained with PPO's Adam (per-env lr and betas, Tables 4-6); a learned optimiser
-    with PPO's clipped objective.
+    with PPO's clipped objective. A code kernel runs from `code` (its `ExportedKernel`); its
+    source `text` is only for reading.
     """
     from metarl_cli.rl.slots import AdamOptimiser, Slots
 
-    check_form(algorithm, form, text)
-    kernel = algorithm.kernel(cfg, architecture, form=form, text=text)
+    if form == "code":
+        kernel = algorithm.kernel(cfg, architecture, form=form, code=code)
+    else:
+        check_form(algorithm, form, text)
+        kernel = algorithm.kernel(cfg, architecture, form=form, text=text)
     if algorithm.slot == "drift":
         return Slots(drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
     return Slots(optimiser=kernel)

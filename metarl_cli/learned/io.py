@@ -58,19 +58,35 @@ def save_kernel(
     parent_digest: str | None = None,
     notes: str = "",
     force: bool = False,
+    code: Any = None,
+    generation: int | None = None,
+    fitness_summary: dict[str, float] | None = None,
 ) -> Manifest:
-    """Writes a symbolic or code kernel (checked first) as an artefact without tensors."""
+    """Writes a symbolic or code kernel (checked first) as an artefact.
+
+    A symbolic kernel has no tensors. A code kernel stores its exported StableHLO (`code`, an
+    `ExportedKernel` made by the sandbox child) as uint8 tensors under `code/`, and `text`,
+    its source, for reading only.
+    """
+    from metarl_cli.errors import KernelError
     from metarl_cli.learned.base import check_form
+    from metarl_cli.learned.exported import FORMAT
 
     check_form(algorithm, form, text)
+    if form == "code" and code is None:
+        raise KernelError("a code kernel is saved with its exported program (export it first)")
     manifest = manifest_for(
         algorithm,
         form,
         expression=text if form == "symbolic" else None,
         source=text if form == "code" else None,
+        kernel_format=FORMAT if form == "code" else None,
+        generation=generation,
+        fitness_summary=fitness_summary,
         meta_learner=meta_learner,
         training_envs=training_envs or [],
         parent_digest=parent_digest,
         notes=notes,
     )
-    return save_artefact(path, {}, manifest, force=force)
+    tensors = {"code": code.tensors()} if form == "code" else {}
+    return save_artefact(path, tensors, manifest, force=force)

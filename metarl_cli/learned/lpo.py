@@ -17,6 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from metarl_cli.learned.base import ALGORITHMS, Feature, FeatureSpec
+from metarl_cli.learned.exported import (
+    ExportedKernel,
+    KernelSignature,
+    code_kernel,
+    signature_for,
+)
 from metarl_cli.rl.slots import PPOClipDrift
 
 SPEC = FeatureSpec(
@@ -84,20 +90,22 @@ class SymbolicDrift:
 
 @dataclass(frozen=True)
 class CodeDrift:
-    """A code drift (Supplement D): `drift = f(ratio, advantage, epsilon)`, used as returned."""
+    """A code drift (Supplement D): `drift = f(ratio, advantage, epsilon)`, used as returned.
 
-    source: str
+    The function runs as its verified StableHLO export (`learned/exported.py`), never as Python.
+    """
+
+    code: ExportedKernel
 
     def __call__(self, theta, ratio, advantage, clip_eps):
         del theta
-        from metarl_cli.learned.sandbox import load_function_cached
-
-        fn = load_function_cached(self.source, CODE_PARAMETERS)
-        out = fn(ratio, advantage, clip_eps)
-        return jnp.broadcast_to(jnp.asarray(out, ratio.dtype), ratio.shape)
+        advantage = jnp.broadcast_to(advantage, ratio.shape)
+        (out,) = self.code(ratio.reshape(-1), advantage.reshape(-1), clip_eps)
+        return out.reshape(ratio.shape).astype(ratio.dtype)
 
 
 CODE_PARAMETERS = ("ratio", "advantage", "epsilon")
+CODE_SIGNATURE = signature_for(CODE_PARAMETERS, ("drift",), differentiable=True)
 CODE_INPUTS = {
     "ratio": "r, the ratio of the new policy to the previous policy for the taken action",
     "advantage": "A, the GAE advantage estimate (normalised per minibatch)",
@@ -128,6 +136,7 @@ class LPO:
     spec: FeatureSpec = SPEC
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
     code_parameters: tuple[str, ...] = CODE_PARAMETERS
+    code_signature: KernelSignature = CODE_SIGNATURE
     code_output: str = (
         "drift: non-negative everywhere, zero at r = 1 with zero gradient in r at r = 1; the "
         "actor loss is -mean(r * A - drift)"
@@ -169,7 +178,14 @@ class LPO:
         n = len(SPEC.features)
         return {"w1": jnp.zeros((n, hidden)), "w2": jnp.zeros((hidden, 1))}
 
-    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
+    def kernel(
+        self,
+        cfg,
+        architecture: dict,
+        form: str = "neural",
+        text: str | None = None,
+        code: ExportedKernel | None = None,
+    ):
         del cfg
         if form == "neural":
             return LPODrift(hidden=int(architecture.get("hidden", 128)))
@@ -179,7 +195,7 @@ class LPO:
             return SymbolicDrift(
                 compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
             )
-        return CodeDrift(text)
+        return CodeDrift(code_kernel(code))
 
 
 ALGORITHMS.register("lpo", LPO())

@@ -23,6 +23,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metarl_cli.learned.exported import (
+    ExportedKernel,
+    KernelSignature,
+    code_kernel,
+    signature_for,
+)
 from metarl_cli.learned.open import _mlp as _open_mlp
 from metarl_cli.learned.open import _second_moment_normalise
 from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES, PerParamOptimiser
@@ -111,7 +117,7 @@ class NoFeatCodeRule:
     """Code No Features (Supplement D): `update = f(p, m_0_1, .., m_0_9999, g, lr)` on raw
     inputs, `lr = sgd_lr * lr_scale`, `p <- p - update`."""
 
-    source: str
+    code: ExportedKernel
     base_lr: float
     needs_activations: bool = False
 
@@ -121,11 +127,9 @@ class NoFeatCodeRule:
 
     def __call__(self, theta, inputs, state):
         del theta
-        from metarl_cli.learned.sandbox import load_function_cached
-
-        fn = load_function_cached(self.source, CODE_PARAMETERS)
         moms = [inputs.mom[:, i] for i in range(len(DECAYS))]
-        return fn(inputs.p, *moms, inputs.g, self.base_lr * inputs.lr_scale), state
+        (update,) = self.code(inputs.p, *moms, inputs.g, self.base_lr * inputs.lr_scale)
+        return update, state
 
 
 def nofeat_optimiser(hidden: int = 16):
@@ -151,6 +155,7 @@ _FEATURES = (
 
 FEATURE_NAMES = tuple(name for name, _, _ in _FEATURES)
 CODE_PARAMETERS = ("p", *MOMENTUM_NAMES, "g", "lr")
+CODE_SIGNATURE = signature_for(CODE_PARAMETERS, ("update",))
 SYMBOLIC_ALIASES = {
     f"m_{short}": f"m_{long}"
     for long, short in {
@@ -180,6 +185,7 @@ class NoFeatAlgorithm:
     slot: str = "optimiser"
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
     code_parameters: tuple[str, ...] = CODE_PARAMETERS
+    code_signature: KernelSignature = CODE_SIGNATURE
     code_output: str = "update: the parameter moves by p <- p - update"
     warm_start: str = WARM_START
 
@@ -223,7 +229,14 @@ class NoFeatAlgorithm:
     def init(self, key: jax.Array, hidden: int = 16):
         return init_theta(key, hidden)
 
-    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
+    def kernel(
+        self,
+        cfg,
+        architecture: dict,
+        form: str = "neural",
+        text: str | None = None,
+        code: ExportedKernel | None = None,
+    ):
         if form == "neural":
             return nofeat_optimiser(int(architecture.get("hidden", 16)))
         if form == "symbolic":
@@ -231,7 +244,8 @@ class NoFeatAlgorithm:
 
             kernel = compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
             return PerParamOptimiser(NoFeatSymbolicRule(kernel), zero_mean=True)
-        return PerParamOptimiser(NoFeatCodeRule(text, float(cfg.sgd_lr)), zero_mean=False)
+        rule = NoFeatCodeRule(code_kernel(code), float(cfg.sgd_lr))
+        return PerParamOptimiser(rule, zero_mean=False)
 
 
 def _register() -> None:

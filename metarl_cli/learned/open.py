@@ -31,6 +31,12 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metarl_cli.errors import ArtefactError
+from metarl_cli.learned.exported import (
+    ExportedKernel,
+    KernelSignature,
+    code_kernel,
+    signature_for,
+)
 from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES
 
 __all__ = [
@@ -290,7 +296,7 @@ class OpenCodeRule:
     rand, lr[, iteration, var])` on raw inputs, `lr = base_lr * lr_scale`; `p <- p - update`
     (no zero-mean, as in the original). The recurrent form also returns the new `var`."""
 
-    source: str
+    code: ExportedKernel
     base_lr: float
     recurrent: bool = False
     needs_activations: bool = True
@@ -300,9 +306,6 @@ class OpenCodeRule:
 
     def __call__(self, theta, inputs, state):
         del theta
-        from metarl_cli.learned.sandbox import load_function_cached
-
-        fn = load_function_cached(self.source, code_parameters(self.recurrent))
         n = inputs.p.shape[0]
         rand = jax.random.normal(inputs.key, inputs.p.shape) * inputs.mask
         args = [
@@ -317,9 +320,10 @@ class OpenCodeRule:
             self.base_lr * inputs.lr_scale,
         ]
         if not self.recurrent:
-            return fn(*args), state
-        update, var = fn(*args, inputs.iteration, state["var"])
-        return update, {"var": jnp.broadcast_to(jnp.asarray(var, jnp.float32), (n,))}
+            (update,) = self.code(*args)
+            return update, state
+        update, var = self.code(*args, inputs.iteration, state["var"])
+        return update, {"var": var}
 
 
 def code_parameters(recurrent: bool) -> tuple[str, ...]:
@@ -450,6 +454,11 @@ class OpenAlgorithm:
         return code_parameters(self.recurrent)
 
     @property
+    def code_signature(self) -> KernelSignature:
+        outputs = ("update", "var") if self.recurrent else ("update",)
+        return signature_for(self.code_parameters, outputs)
+
+    @property
     def code_inputs(self) -> dict[str, str]:
         """Names and meanings of the code interface (what the LLM prompt describes)."""
         return {**CODE_INPUTS, **(RECURRENT_INPUTS if self.recurrent else {})}
@@ -485,7 +494,14 @@ class OpenAlgorithm:
     def init(self, key: jax.Array, hidden: int = 16, gru: int = 8):
         return init_theta(key, hidden, gru, self.recurrent)
 
-    def kernel(self, cfg, architecture: dict, form: str = "neural", text: str | None = None):
+    def kernel(
+        self,
+        cfg,
+        architecture: dict,
+        form: str = "neural",
+        text: str | None = None,
+        code: ExportedKernel | None = None,
+    ):
         from metarl_cli.learned.perparam import PerParamOptimiser
 
         if form == "neural":
@@ -499,7 +515,7 @@ class OpenAlgorithm:
             return PerParamOptimiser(OpenSymbolicRule(kernel), zero_mean=True)
         base_lr = cfg.l2o_lr if self.recurrent else cfg.sgd_lr
         return PerParamOptimiser(
-            OpenCodeRule(text, float(base_lr), self.recurrent), zero_mean=False
+            OpenCodeRule(code_kernel(code), float(base_lr), self.recurrent), zero_mean=False
         )
 
 

@@ -24,7 +24,6 @@ import builtins
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any
 
 from metarl_cli.errors import KernelError
@@ -92,12 +91,42 @@ _FORBIDDEN_NAMES = frozenset(
         "pathlib",
         "importlib",
         "builtins",
+        "ctypes",
+        "signal",
+        "threading",
+        "multiprocessing",
+        "pickle",
+        "marshal",
+        "io",
+        "tempfile",
+        "posix",
+        "resource",
+        "mmap",
+        "fcntl",
+        "urllib",
+        "http",
+        "dir",
     ]
 )
 
 
+# Attributes of the allowed packages that reach files, native code or host callbacks. The
+# child is confined and kernels leave it as verified StableHLO only, so this list is a first
+# line of defence and a clear message, not the guarantee.
+_FORBIDDEN_ATTRIBUTES = frozenset(
+    [
+        "ctypeslib", "f2py", "distutils", "testing", "load_library", "DataSource",
+        "fromfile", "tofile", "lib", "load", "loadtxt", "genfromtxt", "save", "savez",
+        "savez_compressed", "savetxt", "memmap", "fromregex", "system",
+        "callback", "pure_callback", "io_callback", "host_callback", "debug", "ffi",
+        "experimental", "extend", "tools", "profiler", "distributed", "config",
+    ]
+)  # fmt: skip
+
+
 def _allowed_module(name: str) -> bool:
-    return name.split(".")[0] in ALLOWED_MODULES
+    parts = name.split(".")
+    return parts[0] in ALLOWED_MODULES and not any(p.startswith("_") for p in parts)
 
 
 def check_source(source: str) -> ast.FunctionDef:
@@ -138,16 +167,31 @@ def _check_node(node: ast.AST) -> None:
 
     if isinstance(node, ast.Import):
         for alias in node.names:
-            if not _allowed_module(alias.name):
+            if not _allowed_module(alias.name) or _FORBIDDEN_ATTRIBUTES.intersection(
+                alias.name.split(".")
+            ):
                 raise bad(f"import of {alias.name!r} (allowed: {', '.join(ALLOWED_MODULES)})")
     elif isinstance(node, ast.ImportFrom):
-        if node.level or not node.module or not _allowed_module(node.module):
+        module_parts = (node.module or "").split(".")
+        if (
+            node.level
+            or not node.module
+            or not _allowed_module(node.module)
+            or _FORBIDDEN_ATTRIBUTES.intersection(module_parts)
+        ):
             raise bad(f"import from {node.module or '.'!r} (allowed: {', '.join(ALLOWED_MODULES)})")
         if any(a.name == "*" for a in node.names):
             raise bad("'from ... import *'")
+        for alias in node.names:
+            for name in (alias.name, alias.asname):
+                forbidden = name in _FORBIDDEN_NAMES or name in _FORBIDDEN_ATTRIBUTES
+                if name and (name.startswith("_") or forbidden):
+                    raise bad(f"importing {name!r} from {node.module!r}")
     elif isinstance(node, ast.Attribute):
         if node.attr.startswith("_"):
             raise bad(f"private or dunder attribute {node.attr!r}")
+        if node.attr in _FORBIDDEN_ATTRIBUTES:
+            raise bad(f"attribute {node.attr!r} (files, native code and callbacks)")
     elif isinstance(node, ast.Name):
         if node.id.startswith("__") or node.id in _FORBIDDEN_NAMES:
             raise bad(f"name {node.id!r}")
@@ -175,9 +219,20 @@ def _namespace() -> dict[str, Any]:
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS if hasattr(builtins, name)}
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if level or not _allowed_module(name):
+        parts = name.split(".")
+        if level or not _allowed_module(name) or _FORBIDDEN_ATTRIBUTES.intersection(parts):
             raise KernelError(f"code kernel: import of {name!r} is not allowed")
-        return __import__(name, globals, locals, fromlist, level)
+        module = __import__(name, globals, locals, fromlist, level)
+        for attr in fromlist or ():
+            value = getattr(module, attr, None)
+            owner = getattr(value, "__module__", None) or getattr(value, "__name__", None)
+            foreign = not isinstance(owner, str) or owner.split(".")[0] not in ALLOWED_MODULES
+            if (inspect.ismodule(value) or callable(value)) and foreign:
+                raise KernelError(
+                    f"code kernel: {attr!r} from {name!r} comes from {owner!r}, which is "
+                    "not allowed"
+                )
+        return module
 
     safe["__import__"] = guarded_import
     return {
@@ -223,10 +278,18 @@ def load_function(source: str, parameters: Sequence[str] | None = None) -> Calla
     return fn
 
 
-@lru_cache(maxsize=128)
-def load_function_cached(source: str, parameters: tuple[str, ...]) -> Callable[..., Any]:
-    """`load_function`, memoised: kernels are loaded again at every trace."""
-    return load_function(source, parameters)
+def check_parameters(source: str, parameters: Sequence[str]) -> ast.FunctionDef:
+    """`check_source`, plus the function's positional parameters against the slot's, read
+    from the tree (nothing runs)."""
+    fn = check_source(source)
+    args = fn.args
+    got = [a.arg for a in (*args.posonlyargs, *args.args)]
+    if got != list(parameters):
+        raise KernelError(
+            f"code kernel {fn.name!r}: parameters ({', '.join(got)}) do not match the "
+            f"slot's interface ({', '.join(parameters)})"
+        )
+    return fn
 
 
 def function_name(source: str) -> str:

@@ -33,7 +33,8 @@ class ESConfig(BaseModel):
         eval_runs: seeds per env when evaluating the mean at a checkpoint (0: no evaluation).
         timesteps: PPO budget per run (None: the preset's).
         overrides: `--set` values applied to every env's `TrainConfig`.
-        seed: master seed; generation g uses `fold_in(key(seed), g)`.
+        seed: master seed; generation g asks and tells with `fold_in(key(seed), g)`, and its
+            RL runs draw from the seed streams of `seeds.py` (fitness, selection).
         strategy: the evosax algorithm (`open_es` is the paper's).
         chunk: population runs vmapped together per device per call (None: all).
         select: which candidate becomes the output: the final mean, or the mean with the best

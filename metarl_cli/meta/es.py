@@ -6,8 +6,9 @@ arXiv:2507.17668): the loop knows nothing of RL. A `Problem` gives the solution 
 tells the strategy, and every `save_every_k` generations writes a checkpoint and calls
 `on_checkpoint` (the RL problem writes a periodic artefact and evaluates the mean there).
 
-Resuming is exact: generation g draws its keys from `fold_in(key(seed), g)`, not from a key
-chained through the run, and the checkpoint holds the complete strategy state, so a run
+Resuming is exact: generation g draws its keys from `fold_in(key(seed), g)` and its fitness
+runs from block g of the `es_fitness` seed stream (`seeds.py`), not from a key chained
+through the run, and the checkpoint holds the complete strategy state, so a run
 resumed from generation k continues bit for bit as the uninterrupted run would (on the same
 device count). On Ctrl-C the last completed generation is checkpointed and `ESInterrupted`
 is raised.
@@ -31,6 +32,7 @@ from metarl_cli.meta.checkpoint import Progress, RunDir
 from metarl_cli.meta.config import ESConfig
 from metarl_cli.meta.fitness import CombinedFitness, to_device_fitness
 from metarl_cli.meta.strategies import current_sigma, host_lr, init_state, make_strategy, strong
+from metarl_cli.seeds import es_fitness_keys
 
 
 class Problem(Protocol):
@@ -39,8 +41,9 @@ class Problem(Protocol):
     template: Any  # a pytree shaped like one solution
     env_steps_per_generation: int
 
-    def fitness(self, population: Any, key: jax.Array) -> CombinedFitness:
-        """Scores a population (a pytree with a leading [popsize] axis)."""
+    def fitness(self, population: Any, keys: jax.Array) -> CombinedFitness:
+        """Scores a population (a pytree with a leading [popsize] axis) with the
+        generation's [num_rollouts] run keys of the `es_fitness` stream (`seeds.py`)."""
         ...
 
 
@@ -150,10 +153,12 @@ def evolve(
         for g in range(progress.generation, cfg.num_generations):
             state, progress = committed
             t0 = time.perf_counter()
-            key_ask, key_fit, key_tell = jax.random.split(jax.random.fold_in(key_gens, g), 3)
+            # The middle key is unused since fitness runs draw from the es_fitness stream;
+            # the split stays 3-way so that ask and tell keep their keys.
+            key_ask, _, key_tell = jax.random.split(jax.random.fold_in(key_gens, g), 3)
             sigma = current_sigma(state)
             population, asked = es.ask(key_ask, state, params)
-            fit = problem.fitness(population, key_fit)
+            fit = problem.fitness(population, es_fitness_keys(cfg.seed, g, cfg.num_rollouts))
             told, _ = es.tell(key_tell, population, to_device_fitness(fit.fitness), asked, params)
             told = strong(told)
             dt = time.perf_counter() - t0

@@ -22,6 +22,8 @@ from metarl_cli.errors import ConfigError
 from metarl_cli.meta.checkpoint import RunDir
 from metarl_cli.meta.config import ESConfig
 from metarl_cli.meta.es import score_key
+from metarl_cli.meta.normalisers import check_normalisers, divisors
+from metarl_cli.seeds import ES_FITNESS, SELECTION, record, run_key_data
 
 
 def architecture_for(algorithm: Any, suite: str, hsize: int | None) -> dict[str, int]:
@@ -63,13 +65,10 @@ def plan_es(
         env_id: build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
         for env_id in cfg.envs
     }
-    if len(configs) > 1:
-        missing = [e for e, c in configs.items() if c.ppo_normaliser is None]
-        if missing:
-            raise ConfigError(
-                f"no PPO return normaliser for {', '.join(missing)}, so its returns cannot be "
-                "averaged with other envs; train on it alone"
-            )
+    check_normalisers({e: c.ppo_normaliser for e, c in configs.items()}, fix="train on it alone")
+    # The seed and the last generation's fitness runs must fit the seed streams.
+    last = (cfg.num_generations - 1) * cfg.num_rollouts
+    run_key_data(ES_FITNESS, cfg.seed, cfg.num_rollouts, start=last)
     output, rd = RunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = 0
     if resume:
@@ -117,12 +116,9 @@ class RLProblem:
             tc.env_steps for tc in plan.train_configs.values()
         )
 
-    def fitness(self, population: Any, key: Any):
-        import jax
-
+    def fitness(self, population: Any, keys: Any):
         from metarl_cli.meta.fitness import combine_fitness
 
-        keys = jax.random.split(key, self.cfg.num_rollouts)
         returns = {e: fn(population, keys) for e, fn in self.fitness_fns.items()}
         return combine_fitness(returns, self.normalisers)
 
@@ -131,11 +127,15 @@ def _manifest(plan: ESPlan, generation: int, **extra: Any):
     from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.learned.io import manifest_for
 
+    cfg = plan.cfg
     config = {
-        "es": plan.cfg.model_dump(mode="json"),
+        "es": cfg.model_dump(mode="json"),
         "train": {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()},
+        "fitness_seeds": record(ES_FITNESS, cfg.seed, cfg.num_rollouts),
         **extra.pop("meta", {}),
     }
+    if cfg.eval_runs:  # the periodic evaluations that --select best-eval chooses by
+        config["selection_seeds"] = record(SELECTION, cfg.seed, cfg.eval_runs)
     return manifest_for(
         plan.algorithm,
         architecture=plan.cfg.architecture,
@@ -157,7 +157,8 @@ def _eval_score(result: Any, normalisers: dict[str, float | None]) -> dict[str, 
     for env in result.envs:
         mean = env.summary.mean
         per_env[env.env_id] = float("nan") if mean is None else float(mean)
-    normalised = [per_env[e] / (normalisers.get(e) or 1.0) for e in per_env]
+    by = divisors({e: normalisers.get(e) for e in per_env})
+    normalised = [per_env[e] / by[e] for e in per_env]
     return {"score": float(np.mean(normalised)), "per_env": per_env}
 
 
@@ -222,6 +223,7 @@ def train_es(
                 seed=cfg.seed,
                 timesteps=cfg.timesteps,
                 overrides=cfg.overrides,
+                stream=SELECTION,
             )
             evaluation = {**_eval_score(result, problem.normalisers), "env_steps": eval_steps}
         emit("checkpoint", {"generation": generation, "eval": evaluation, "path": str(path)})

@@ -156,12 +156,18 @@ class CombinedFitness:
 def combine_fitness(
     returns: dict[str, np.ndarray], normalisers: dict[str, float | None]
 ) -> CombinedFitness:
-    """Per-env returns [popsize, num_rollouts] -> one fitness per member (higher is better)."""
+    """Per-env returns [popsize, num_rollouts] -> one fitness per member (higher is better).
+
+    Normalisers follow `meta/normalisers.py` (one env may have none; several must all have one).
+    """
+    from metarl_cli.meta.normalisers import divisors
+
+    by = divisors({e: normalisers.get(e) for e in returns})
     raw_means, normalised = {}, []
     for env_id, r in returns.items():
         mean = np.asarray(r, np.float64).mean(axis=1)
         raw_means[env_id] = mean
-        normalised.append(mean / (normalisers.get(env_id) or 1.0))
+        normalised.append(mean / by[env_id])
     stacked = np.stack(normalised)
     failed = ~np.isfinite(stacked).all(axis=0)
     fitness = np.where(failed, WORST_FITNESS, np.nan_to_num(stacked).mean(axis=0))

@@ -1,6 +1,7 @@
 """What every meta-learner's run directory shares: the checks before anything is written, the
 files `--force` may remove, `metrics.jsonl`, atomic safetensors checkpoints with a JSON header,
-and the refusal to resume with a different config.
+the refusal to resume with a different config, and the lock that keeps a second process out of
+a run dir in use (`fsutil.lock_run_dir`, taken when the run is checked and held to its end).
 
 Each meta-learner (`meta/checkpoint.py` for ES, `meta/distil/rundir.py`,
 `meta/symbolic/rundir.py`) subclasses `RunDirBase` and adds its own state: what is saved is
@@ -17,7 +18,7 @@ from typing import Any, Self
 import numpy as np
 
 from metarl_cli.errors import ArtefactError, ConfigError, MetarlError
-from metarl_cli.fsutil import atomic_write_bytes, atomic_write_text
+from metarl_cli.fsutil import LOCK_NAME, atomic_write_bytes, atomic_write_text, lock_run_dir
 
 ABSENT = "<absent>"
 
@@ -95,7 +96,7 @@ class RunDirBase:
         cls, output: str | Path, run_dir: str | Path | None, *, resume: bool, force: bool
     ) -> tuple[Path, Self]:
         """(the output path, checked writable; the run dir, `run_dir` or `OUTPUT.run/`, checked
-        by `check`). Nothing is written."""
+        and, if it has a lock file, locked by `check`). Nothing is written."""
         from metarl_cli.fsutil import check_writable
 
         out = check_writable(output, force=force)
@@ -122,16 +123,28 @@ class RunDirBase:
         return fixed + [p for g in self.GLOBS for p in sorted(self.path.glob(g))]
 
     def check(self, *, resume: bool, force: bool) -> None:
-        """Refuses to start over an existing run unless told to resume or to overwrite."""
+        """Refuses to start over an existing run unless told to resume or to overwrite, to
+        resume a run that does not exist, and to use a run dir another live process holds (its
+        lock is taken here and kept: see `fsutil.lock_run_dir`)."""
+        from metarl_cli.fsutil import check_dir_writable
+
         if self.path.exists() and not self.path.is_dir():
             raise MetarlError(f"run dir {self.path} is a file; pass another --run-dir")
         if not self.path.exists():
+            if resume:
+                raise MetarlError(
+                    f"nothing to resume: run dir {self.path} does not exist; drop --resume to "
+                    "start a new run, or pass the --run-dir of the run to continue"
+                )
             if not self.path.parent.is_dir():
                 raise MetarlError(
                     f"cannot create run dir {self.path}: {self.path.parent} does not exist"
                 )
+            check_dir_writable(self.path.parent, what=f"cannot create run dir {self.path}")
             return
-        if resume or force or not any(self.path.iterdir()):
+        lock_run_dir(self.path, create=False)
+        check_dir_writable(self.path, what=f"cannot write to run dir {self.path}")
+        if resume or force or not any(p.name != LOCK_NAME for p in self.path.iterdir()):
             return
         raise MetarlError(
             f"run dir {self.path} is not empty; pass --resume to continue that run or --force "
@@ -139,8 +152,13 @@ class RunDirBase:
         )
 
     def prepare(self, *, resume: bool, force: bool) -> None:
-        """Creates the directory; with --force (not resuming) removes our old files."""
+        """Creates and locks the directory; with --force (not resuming) removes our old files.
+
+        Raises:
+            RunDirLockedError: another process started a run in it since `check`.
+        """
         self.path.mkdir(parents=False, exist_ok=True)
+        lock_run_dir(self.path, create=True)
         if force and not resume:
             for p in self.ours():
                 p.unlink()

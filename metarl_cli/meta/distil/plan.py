@@ -15,6 +15,8 @@ from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.errors import ArtefactError, ConfigError
 from metarl_cli.meta.distil.config import PAPER_LRS, ROLLOUTS, DistilConfig
 from metarl_cli.meta.distil.rundir import DistilRunDir
+from metarl_cli.meta.normalisers import check_normalisers
+from metarl_cli.seeds import SELECTION, run_key_data
 
 SIZES = ("same", "smaller")
 # The layer widths of each algorithm's network (recurrent OPEN also has its GRU's).
@@ -172,12 +174,11 @@ def plan_distil(
             "(or --num-runs 0 to select by held-out loss alone)"
         )
     configs = [build_config(e, timesteps=timesteps, overrides=overrides) for e in env_ids]
-    missing = [c.env_id for c in configs if c.ppo_normaliser is None]
-    if len(configs) > 1 and missing:
-        raise ConfigError(
-            f"no PPO return normaliser for {', '.join(missing)}, so its returns cannot be "
-            "averaged with other envs; evaluate on it alone with --envs"
-        )
+    check_normalisers(
+        {c.env_id: c.ppo_normaliser for c in configs}, fix="evaluate on it alone with --envs"
+    )
+    if num_runs > 0:
+        run_key_data(SELECTION, seed, num_runs)  # a bad --seed fails before anything runs
     first = configs[0] if configs else None
     is_open = algorithm.name == "open"
     schedule = None

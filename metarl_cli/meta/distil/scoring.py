@@ -3,10 +3,12 @@
 The paper "evaluate[s] the RL performance of the student on the original meta-training
 environments periodically, and select[s] the best-performing checkpoint" (§4.2). A score is
 the mean final return over `num_runs` PPO seeds per env, the same runs and the same mean as
-`metarl evaluate` (seeds `split(key(seed), num_runs)`, the student in the algorithm's slot,
-runs that finished no episode left out); with several envs, each env's mean is divided by its
-PPO return normaliser and the results are averaged. A run whose losses diverged, or an env
-where no run finished an episode, makes the checkpoint's score NaN (never selected).
+`metarl evaluate` on the selection seed stream (`evaluate(..., stream="selection")`, see
+`seeds.py`: never the seeds `metarl evaluate` meta-tests with; the student in the algorithm's
+slot, runs that finished no episode left out); with several envs, each env's mean is divided
+by its PPO return normaliser and the results are averaged (`meta/normalisers.py`). A run
+whose losses diverged, or an env where no run finished an episode, makes the checkpoint's
+score NaN (never selected).
 
 `RLScorer` builds and compiles each env's trainer once per architecture and reuses the
 compiled program for every checkpoint (calling `evaluate()` per checkpoint would retrace the
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from metarl_cli.config import TrainConfig
+from metarl_cli.seeds import SELECTION, run_keys
 
 
 class Scorer(Protocol):
@@ -34,9 +37,12 @@ class Scorer(Protocol):
 
 def combine(per_env: dict[str, float], normalisers: dict[str, float | None]) -> float:
     """One score from per-env mean returns: raw for one env, else the mean normalised return."""
+    from metarl_cli.meta.normalisers import divisors
+
     values = np.array(list(per_env.values()), dtype=np.float64)
     if len(per_env) > 1:
-        values = values / np.array([normalisers.get(e) or 1.0 for e in per_env])
+        by = divisors({e: normalisers.get(e) for e in per_env})
+        values = values / np.array([by[e] for e in per_env])
     return float(values.mean()) if np.all(np.isfinite(values)) else float("nan")
 
 
@@ -47,7 +53,7 @@ class RLScorer:
         algorithm: the learned algorithm (its slot receives theta).
         configs: one `TrainConfig` per env.
         num_runs: PPO seeds per env.
-        seed: master seed of the runs.
+        seed: master seed of the runs (their keys: the `selection` stream).
     """
 
     def __init__(self, algorithm: Any, configs: list[TrainConfig], num_runs: int, seed: int):
@@ -79,7 +85,7 @@ class RLScorer:
 
         full = {"drift": {}, "optimiser": {}}
         full[self.algorithm.slot] = jax.tree.map(jnp.asarray, theta)
-        keys = jax.random.split(jax.random.key(self.seed), self.num_runs)
+        keys = run_keys(SELECTION, self.seed, self.num_runs)
         per_env = {}
         for cfg, runner in zip(self.configs, self._runners_for(architecture), strict=True):
             out, _ = runner(full, keys)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl_cli import seeds
 from metarl_cli.errors import MetarlError
 from metarl_cli.meta.distil.plan import DistilPlan
 from metarl_cli.meta.distil.rundir import SweepState
@@ -243,6 +244,7 @@ def distil(
         scored = sum(c["checkpoint"] for s in state.sweep for c in s["curve"])
         scored += state.teacher_score is not None
         config["eval_env_steps"] = scored * scorer.steps_per_score
+        config["selection_seeds"] = seeds.record(seeds.SELECTION, scorer.seed, scorer.num_runs)
     summary = {
         k: float(v)
         for k, v in {

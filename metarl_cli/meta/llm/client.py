@@ -11,6 +11,12 @@ Costs are estimated from the token usage the server reports, with `PRICES` (USD 
 input and output tokens, list prices of 2025; reasoning tokens are billed as output and
 included in `completion_tokens`). A model not in the table has an unknown cost unless
 `--price IN,OUT` gives one.
+
+The API key is read from the environment variable `--api-key-env` names (default
+`OPENAI_API_KEY`; else from a `.env` file in the working directory). It goes to the server in
+the `Authorization` header only: `key_notice` says which host will receive it, and whatever the
+server sends back (errors, replies) is stored with the key replaced by `***`. Without a key a
+placeholder (`EMPTY`) is sent, which local servers accept.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl_cli.errors import ConfigError, MetarlError
+from metarl_cli.meta.llm.config import DiscoverError
 
 # USD per 1M tokens (input, output). Longest matching prefix wins ("o3-mini-2025-01-31").
 PRICES: dict[str, tuple[float, float]] = {
@@ -83,19 +90,28 @@ def _dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def find_api_key(cwd: str | Path | None = None) -> str | None:
-    """`OPENAI_API_KEY` from the environment, else from a `.env` file in `cwd`."""
-    key = os.environ.get("OPENAI_API_KEY")
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+NO_KEY_PLACEHOLDER = "EMPTY"  # sent when there is no key: the openai client needs one
+
+
+def find_api_key(cwd: str | Path | None = None, name: str = DEFAULT_KEY_ENV) -> str | None:
+    """The environment variable `name`, else `name` from a `.env` file in `cwd`."""
+    key = os.environ.get(name)
     if key:
         return key
-    return _dotenv(Path(cwd or Path.cwd()) / ".env").get("OPENAI_API_KEY") or None
+    return _dotenv(Path(cwd or Path.cwd()) / ".env").get(name) or None
 
 
-NO_KEY = (
-    "no API key for the model: export OPENAI_API_KEY=..., or put OPENAI_API_KEY=... in a .env "
-    "file in this directory, or pass --base-url for a local OpenAI-compatible server, or "
-    "--replay FILE to re-run a recorded conversation"
-)
+def no_key(name: str = DEFAULT_KEY_ENV) -> str:
+    """The one-line error for a run that needs a key and has none."""
+    return (
+        f"no API key for the model: export {name}=..., or put {name}=... in a .env "
+        "file in this directory, or pass --base-url for a local OpenAI-compatible server, or "
+        "--replay FILE to re-run a recorded conversation"
+    )
+
+
+NO_KEY = no_key()
 
 
 @dataclass
@@ -141,16 +157,53 @@ class OpenAIChat:
         timeout_s: float,
         retries: int,
         json_mode: bool = True,
+        key_env: str = DEFAULT_KEY_ENV,
     ) -> None:
         from openai import OpenAI
 
         self.model, self.retries, self.json_mode = model, retries, json_mode
+        self.key_env, self._secret = key_env, api_key or None
         self.client = OpenAI(
-            api_key=api_key or "not-needed",  # local servers ignore it
+            api_key=api_key or NO_KEY_PLACEHOLDER,  # local servers ignore it
             base_url=base_url,
             timeout=timeout_s,
             max_retries=0,
         )
+
+    def key_notice(self) -> str:
+        """One line: which host receives the key (or that none is sent)."""
+        url = self.client.base_url
+        host = url.netloc.decode("ascii", "replace") + (" (http)" if url.scheme == "http" else "")
+        if self._secret is None:
+            unset = f"no API key (${self.key_env} is unset)"
+            return f"{unset}: sending {host} the placeholder {NO_KEY_PLACEHOLDER!r} instead"
+        from_env = os.environ.get(self.key_env) == self._secret
+        where = f"${self.key_env}" if from_env else f"{self.key_env} in .env"
+        return f"sending the API key from {where} to {host}"
+
+    def check_reachable(self, timeout_s: float = 5.0) -> None:
+        """Fails within `timeout_s` when the server's host cannot be reached (before any RL).
+
+        Raises:
+            DiscoverError: the name does not resolve, or the connection is refused or times out.
+        """
+        import socket
+
+        url = self.client.base_url
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise DiscoverError(
+                f"cannot reach the model server {host}:{port} ({reason}); check --base-url "
+                "(or OPENAI_BASE_URL) and that the server is running"
+            ) from None
+
+    def _redact(self, text: str) -> str:
+        """`text` without the key (a server may echo it in an error or a reply)."""
+        return text.replace(self._secret, "***") if self._secret else text
 
     def complete(self, messages: list[dict[str, str]], turn: int) -> Reply:
         import openai
@@ -175,16 +228,17 @@ class OpenAIChat:
                 openai.APIResponseValidationError,
                 json.JSONDecodeError,  # a 200 whose body is not JSON
             ) as e:
-                errors.append(_describe(e))
+                errors.append(self._redact(_describe(e)))
                 last = e
                 continue
             except openai.APIStatusError as e:
-                hint = "; check OPENAI_API_KEY" if e.status_code in (401, 403) else ""
+                hint = f"; check ${self.key_env}" if e.status_code in (401, 403) else ""
                 raise LLMError(
-                    f"the model server refused the request: {_describe(e)}{hint}"
+                    f"the model server refused the request: {self._redact(_describe(e))}{hint}"
                 ) from None
             content, usage = _unpack(completion)
             if content is not None:
+                content = self._redact(content)
                 return Reply(content, usage, time.perf_counter() - t0, attempt + 1, errors)
             errors.append("the response had no message")
             last = None

@@ -26,13 +26,18 @@ class DiscoverConfig(BaseModel):
         turns: candidates to ask for in total (a resumed run may raise it).
         num_runs, timesteps, overrides, seed: the fitness evaluation (PPO seeds per env, the
             budget per run, `--set` values, master seed shared by every candidate).
-        validate_timeout, eval_timeout: wall-clock seconds per sandboxed job.
+        validate_timeout, eval_timeout: wall-clock seconds per sandboxed job (`eval_timeout`
+            None: proportional to the evaluation's env steps, `loop.eval_timeout_for`).
         memory_gb: how much a sandboxed RL evaluation may allocate (validation: at most 4).
         max_cost: stop before the estimated spend passes this (USD); price: (in, out) USD per
             1M tokens when the model is not in the price table.
         json_mode: ask for `response_format={"type": "json_object"}`.
         request_timeout, retries: per model request.
+        api_key_env: the environment variable holding the API key (its name is recorded, never
+            its value).
         replay: a recorded conversation to serve instead of calling a model.
+        unsafe_no_sandbox: run candidates even where a required confinement layer is
+            missing on this machine (see docs/discover.md's threat model).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -47,14 +52,16 @@ class DiscoverConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     validate_timeout: float = Field(60.0, gt=0)
-    eval_timeout: float = Field(7200.0, gt=0)
+    eval_timeout: float | None = Field(None, gt=0)
     memory_gb: float = Field(16.0, ge=0)
     max_cost: float | None = Field(None, gt=0)
     price: tuple[float, float] | None = None
     json_mode: bool = True
     request_timeout: float = Field(600.0, gt=0)
     retries: int = Field(8, ge=0)
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     replay: str | None = None
+    unsafe_no_sandbox: bool = False
 
     @field_validator("timesteps", mode="before")
     @classmethod

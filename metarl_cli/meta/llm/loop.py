@@ -18,7 +18,8 @@ Fitness is the mean over `--envs` of (mean final return over `--num-runs` seeds)
 env's return of the warm start's reference as the original code measured it: PPO with Adam
 (`ppo_normaliser`) for LPO and recurrent OPEN, PPO with tuned SGD (`sgd_normaliser`) for
 OPEN-FF and No Features (reference §7.1). So 1.0 is about the reference; every candidate uses
-the same seeds.
+the same seeds, from the selection seed stream (`seeds.py`), never those `metarl evaluate`
+meta-tests with.
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from metarl_cli.errors import ConfigError
+from metarl_cli.fsutil import lock_run_dir
 from metarl_cli.meta.llm import prompts
 from metarl_cli.meta.llm.candidate import process, warm_start
 from metarl_cli.meta.llm.client import (
-    NO_KEY,
     ReplayExhausted,
     find_api_key,
     load_replay,
+    no_key,
     price_for,
 )
 from metarl_cli.meta.llm.config import DiscoverConfig, DiscoverError, config_differences
 from metarl_cli.meta.llm.outcome import over_budget, replay_check, totals, write_artefact
 from metarl_cli.meta.llm.state import CONVERSATION, RunState, clear_run_dir
+from metarl_cli.meta.normalisers import check_normalisers, divisors
+from metarl_cli.seeds import SELECTION, run_key_data
 
 __all__ = ["DiscoverError", "DiscoverPlan", "DiscoverResult", "discover", "plan_discover"]
 
@@ -64,6 +68,7 @@ class DiscoverPlan:
     api_key: str | None
     price: tuple[float, float] | None
     lr: float  # the first env's tuned lr, passed to the validation's sample call
+    eval_timeout: float = 0.0  # seconds a candidate's RL evaluation may run (see below)
 
 
 def plan_discover(
@@ -86,18 +91,14 @@ def plan_discover(
         e: build_config(e, timesteps=cfg.timesteps, overrides=cfg.overrides) for e in cfg.envs
     }
     kind = _NORMALISER.get(algorithm.name, "ppo")
-    normalisers = {e: getattr(c, f"{kind}_normaliser") for e, c in configs.items()}
-    missing = [e for e, v in normalisers.items() if v is None]
-    if missing and len(configs) > 1:
-        raise ConfigError(
-            f"no {kind.upper()} return normaliser for {', '.join(missing)}, so its returns "
-            "cannot be averaged with other envs; discover on it alone"
-        )
-    normalisers = {e: float(v or 1.0) for e, v in normalisers.items()}
+    known = {e: getattr(c, f"{kind}_normaliser") for e, c in configs.items()}
+    check_normalisers(known, kind=kind.upper(), fix="discover on it alone")
+    normalisers = divisors(known, kind=kind.upper())
+    run_key_data(SELECTION, cfg.seed, cfg.num_runs)  # a bad --seed fails before any call
     output = check_writable(output, force=force)
-    api_key = find_api_key()
+    api_key = find_api_key(name=cfg.api_key_env)
     if cfg.replay is None and cfg.base_url is None and api_key is None:
-        raise ConfigError(NO_KEY)
+        raise ConfigError(no_key(cfg.api_key_env))
     price = price_for(cfg.model, cfg.price)
     if cfg.max_cost is not None and price is None and cfg.replay is None:
         raise ConfigError(
@@ -109,6 +110,10 @@ def plan_discover(
     rd = Path(run_dir if run_dir is not None else output.with_suffix(".run")).expanduser()
     if rd.exists() and not rd.is_dir():
         raise ConfigError(f"--run-dir {rd} is a file; give a directory")
+    if resume and not rd.exists():
+        raise ConfigError(f"nothing to resume: run dir {rd} does not exist; drop --resume")
+    if rd.is_dir():
+        lock_run_dir(rd, create=False)  # another live run refuses this one (see fsutil)
     state = None
     if (rd / CONVERSATION).exists():
         if resume:  # --force then only means: the output may be overwritten
@@ -127,8 +132,32 @@ def plan_discover(
     first = next(iter(configs.values()))  # a drift has no lr input; optimisers get theirs
     lr = first.l2o_lr if "var" in algorithm.code_parameters else first.sgd_lr
     return DiscoverPlan(
-        cfg, algorithm, normalisers, kind, output, rd, state, force, api_key, price, float(lr)
+        cfg,
+        algorithm,
+        normalisers,
+        kind,
+        output,
+        rd,
+        state,
+        force,
+        api_key,
+        price,
+        float(lr),
+        eval_timeout=cfg.eval_timeout or eval_timeout_for(configs.values(), cfg.num_runs),
     )
+
+
+# A candidate's RL evaluation may take this long: a fixed allowance for compilation plus the
+# env steps of all its runs at a rate well below what this machine's slowest preset reaches
+# (Brax on 2 CPU cores: ~4k steps/s), so the limit grows with the budget.
+EVAL_TIMEOUT_BASE_S = 300.0
+EVAL_TIMEOUT_STEPS_PER_S = 1000.0
+
+
+def eval_timeout_for(configs: Any, num_runs: int) -> float:
+    """The default `--eval-timeout`: proportional to the evaluation's env steps."""
+    steps = sum(c.total_timesteps for c in configs) * num_runs
+    return EVAL_TIMEOUT_BASE_S + steps / EVAL_TIMEOUT_STEPS_PER_S
 
 
 @dataclass
@@ -162,6 +191,7 @@ def _chat(plan: DiscoverPlan) -> Any:
         timeout_s=plan.cfg.request_timeout,
         retries=plan.cfg.retries,
         json_mode=plan.cfg.json_mode,
+        key_env=plan.cfg.api_key_env,
     )
 
 
@@ -181,12 +211,17 @@ def discover(
 
     cfg = plan.cfg
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(plan.run_dir, create=True)  # held until this process ends
     if plan.state is None:
         clear_run_dir(plan.run_dir)
     state = plan.state or RunState(config=cfg.model_dump(mode="json"))
     state.config = cfg.model_dump(mode="json")
     state.sessions += 1
     chat = _chat(plan)
+    if hasattr(chat, "key_notice"):  # before the first request: who gets the key
+        emit("api_key", {"notice": chat.key_notice()})
+    if hasattr(chat, "check_reachable"):  # seconds, not after the warm start's RL run
+        chat.check_reachable()
     if not state.archive:
         warm = warm_start(plan, emit)
         state.archive.append(warm)

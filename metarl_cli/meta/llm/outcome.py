@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from metarl_cli.meta.llm.client import cost_usd
 from metarl_cli.meta.llm.state import RunState
+from metarl_cli.seeds import SELECTION, record
 
 if TYPE_CHECKING:
     from metarl_cli.meta.llm.loop import DiscoverPlan
@@ -74,10 +75,11 @@ def replay_check(plan: DiscoverPlan, state: RunState) -> dict[str, Any] | None:
 
 
 def write_artefact(plan: DiscoverPlan, state: RunState, best: dict[str, Any]) -> Any:
-    """The best candidate as a `code` artefact. The manifest is built here without executing
-    the code (it was checked in the sandbox); loading it re-runs the AST check."""
-    from metarl_cli.artefacts import MetaLearnerInfo, save_artefact
-    from metarl_cli.learned.io import manifest_for
+    """The best candidate as a `code` artefact: its exported StableHLO (verified again here)
+    and its source as text; nothing of it runs in this process."""
+    from metarl_cli.artefacts import MetaLearnerInfo
+    from metarl_cli.learned.io import save_kernel
+    from metarl_cli.meta.llm.candidate import exported_kernel
 
     alg, cfg = plan.algorithm, plan.cfg
     warm = state.archive[0]
@@ -92,18 +94,21 @@ def write_artefact(plan: DiscoverPlan, state: RunState, best: dict[str, Any]) ->
         "per_env": best.get("per_env"),
         "warm_start": {"name": warm["name"], "fitness": warm["fitness"]},
         "normaliser": plan.normaliser_kind,
+        "selection_seeds": record(SELECTION, cfg.seed, cfg.num_runs),  # every fitness job's
         "discover": cfg.model_dump(mode="json"),
         "run_dir": str(plan.run_dir),
     }
     summary = {"fitness": float(best["fitness"]), "warm_start_fitness": float(warm["fitness"])}
-    manifest = manifest_for(
+    return save_kernel(
+        plan.output,
         alg,
         "code",
-        source=best["code"],
+        best["code"],
+        code=exported_kernel(plan, best["exported"]),
         meta_learner=MetaLearnerInfo(name="llm", config=config),
         training_envs=list(cfg.envs),
         generation=best["turn"],
         fitness_summary=summary,
         notes=f"{best['name']} (LLM proposal, turn {best['turn']}): {best['thought']}",
+        force=plan.force,
     )
-    return save_artefact(plan.output, {}, manifest, force=plan.force)

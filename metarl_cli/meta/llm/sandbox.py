@@ -5,8 +5,11 @@ annotations would run): every job goes to a fresh `sandbox_runner` process with
 
 * a fresh temp dir as its working directory, `HOME` and `TMPDIR`, removed afterwards (those
   of a killed parent by the next run: the parent's pid is in the name);
-* a scrubbed environment (no API keys; only PATH, locale, Python, JAX/XLA and CUDA variables);
-* the confinement of `confine.py` (network namespace, Landlock, rlimits, audit hook);
+* a scrubbed environment (only PATH, locale, Python, JAX/XLA and CUDA variables, none named
+  like a credential) and no inherited descriptor but its stdin/stdout pipes and stderr file;
+* the confinement of `confine.py` (network namespace, Landlock, rlimits, audit hook); where a
+  layer of `confine.REQUIRED` is missing the job is refused (`SandboxError`) before candidate
+  code runs, unless `allow_unconfined` (`--unsafe-no-sandbox`);
 * a wall-clock timeout counted from the moment the child is ready (imports done, candidate not
   yet run); at the timeout the whole process group is killed.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -30,10 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from metarl_cli.errors import MetarlError
+from metarl_cli.meta.llm.confine import REFUSED_EXIT, UNCONFINED_ENV, host_lacking, refusal
 
 _KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 _KEEP_PREFIXES = ("LC_", "JAX_", "XLA_", "CUDA_", "NVIDIA_", "TF_CPP_")
+# Never passed on, even under a kept prefix (`NVIDIA_API_KEY`, `JAX_..._TOKEN`).
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSW", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 _MEMORY_SIGNS = ("MemoryError", "RESOURCE_EXHAUSTED", "bad_alloc", "Cannot allocate memory")
+# Fatal lines of CPython, the C++ runtime and absl/XLA's logging (`F0102 12:00:00.1 ...`).
+_FATAL = re.compile(r"(Fatal Python error|terminate called|F\d{4} \d\d:\d\d|Check failed)")
 
 
 class SandboxError(MetarlError):
@@ -56,8 +65,14 @@ class Limits:
 
 
 def child_env(temp: str, xla_devices: int | None) -> dict[str, str]:
-    """The child's environment: only what Python, JAX and XLA need."""
-    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith(_KEEP_PREFIXES)}
+    """The child's environment: only what Python, JAX and XLA need, nothing named like a
+    credential."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (k in _KEEP_ENV or k.startswith(_KEEP_PREFIXES))
+        and not any(w in k.upper() for w in _SECRET_WORDS)
+    }
     env.update(HOME=temp, TMPDIR=temp, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     if xla_devices is not None:  # a CPU-only job (validation): never touch a GPU
         flags = [
@@ -75,7 +90,6 @@ _PREFIX = "metarl-sandbox-"
 
 def remove_stale_dirs() -> None:
     """Removes the temp dirs of sandbox parents that no longer run (a killed run cannot)."""
-    import re
     import shutil
 
     root = Path(tempfile.gettempdir())
@@ -102,6 +116,22 @@ def _tail(path: Path, limit: int = 3000) -> str:
         return ""
 
 
+def spawn(argv: list[str], cwd: str, env: dict[str, str], stderr) -> subprocess.Popen:
+    """Starts a sandbox child in its own session: its stdin and stdout are pipes to us (the
+    channel), stderr the file `stderr`; no other descriptor is inherited."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        cwd=cwd,
+        env={**env, "METARL_SANDBOX_PARENT": str(os.getpid())},
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=(),
+    )
+
+
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         try:
@@ -117,11 +147,13 @@ def _died(proc: subprocess.Popen, stderr: str, limits: Limits) -> dict[str, Any]
     if any(s in stderr for s in _MEMORY_SIGNS) or code == -signal.SIGKILL:
         limit = f"{limits.memory_bytes / 2**30:g} GiB" if limits.memory_bytes else "the machine's"
         return {"ok": False, "stage": "memory", "error": f"ran out of memory (limit {limit})"}
-    last = [ln for ln in stderr.splitlines() if ln.strip()][-1:] or [""]
+    # Only a runtime's own fatal line goes back to the model, never other output (which could
+    # be what the candidate printed, e.g. a file it read), and at most 200 characters of it.
+    fatal = [ln.strip() for ln in stderr.splitlines() if _FATAL.match(ln.strip())][-1:] or [""]
     return {
         "ok": False,
         "stage": "crash",
-        "error": f"the process running the function crashed ({how}) {last[0][:300]}".strip(),
+        "error": f"the process running the function crashed ({how}) {fatal[0][:200]}".strip(),
     }
 
 
@@ -131,15 +163,21 @@ def run_job(
     *,
     cache_dir: str | None = None,
     xla_devices: int | None = None,
+    allow_unconfined: bool = False,
 ) -> dict[str, Any]:
     """Runs `job` (see `sandbox_runner`) in a confined child; returns its result dict.
 
     The result always has `ok`; on failure `stage` and `error` (the message for the model);
     and `wall_s`, `startup_s`, `confinement` (layers that took effect and those missing).
+    `allow_unconfined` (`--unsafe-no-sandbox`): run even where a layer of `confine.REQUIRED`
+    (Landlock reads and writes, network isolation) cannot take effect.
 
     Raises:
-        SandboxError: the child could not start (broken installation, no JAX).
+        SandboxError: the child could not start (broken installation, no JAX), or a required
+            layer is missing and `allow_unconfined` is False (before any candidate code ran).
     """
+    if not allow_unconfined and (lacking := host_lacking()):
+        raise SandboxError(refusal(lacking))
     t0 = time.perf_counter()
     remove_stale_dirs()
     prefix = f"{_PREFIX}{os.getpid()}-"
@@ -152,16 +190,10 @@ def run_job(
         err_path = Path(tmp) / "stderr.log"
         with open(err_path, "wb") as err:
             env = child_env(tmp, xla_devices)
-            env["METARL_SANDBOX_PARENT"] = str(os.getpid())
-            proc = subprocess.Popen(
-                [sys.executable, "-B", "-m", "metarl_cli.meta.llm.sandbox_runner"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd=tmp,
-                env=env,
-                start_new_session=True,
-            )
+            if allow_unconfined:
+                env[UNCONFINED_ENV] = "1"
+            argv = [sys.executable, "-B", "-m", "metarl_cli.meta.llm.sandbox_runner"]
+            proc = spawn(argv, tmp, env, err)
         lines: queue.Queue[bytes | None] = queue.Queue()
 
         def read() -> None:
@@ -179,10 +211,10 @@ def run_job(
             t_ready = time.perf_counter()
             if not isinstance(ready, dict) or not ready.get("ready"):
                 _kill(proc)
-                raise SandboxError(
-                    "the sandbox process did not start: "
-                    + (_tail(err_path, 600).strip().splitlines() or ["no output"])[-1]
-                )
+                last = (_tail(err_path, 600).strip().splitlines() or ["no output"])[-1]
+                if proc.returncode == REFUSED_EXIT:  # a REQUIRED layer is missing
+                    raise SandboxError(last)
+                raise SandboxError(f"the sandbox process did not start: {last}")
             result = _next(lines, limits.timeout_s)
             if result == _TIMEOUT:
                 result = {

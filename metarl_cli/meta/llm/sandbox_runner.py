@@ -7,10 +7,13 @@ child or the candidate prints goes to stderr (a file in the temp dir), so stray 
 corrupt the protocol. Jobs:
 
 * `validate`: the checks of `validate.py` (load, call on sampled inputs, shape, finiteness,
-  `jax.jit`, for a drift its gradient and `learned/checks.py::check_drift`).
-* `fitness`: write the candidate as a `code` artefact in the temp dir and `evaluate` it.
-
-Both compare the modules' attributes and `jax.config` before and after the candidate ran.
+  `jax.jit`, for a drift its gradient and `learned/checks.py::check_drift`), then the export to
+  StableHLO; the result carries the exported modules. This is the only job that runs candidate
+  Python, and it compares the modules' attributes and `jax.config` before and after.
+* `fitness`: evaluate an artefact (its bytes are in the job) with `metarl_cli.evaluation`.
+  It runs in a different process from `validate` and never imports candidate code: a code
+  kernel is loaded from its verified StableHLO, so nothing the candidate does can write the
+  result.
 """
 
 from __future__ import annotations
@@ -22,36 +25,19 @@ import time
 import traceback
 from typing import Any
 
-from metarl_cli.meta.llm.validate import (
-    CandidateError,
-    check_untouched,
-    clip,
-    describe,
-    snapshot,
-    validate,
-)
+from metarl_cli.meta.llm.validate import CandidateError, clip, describe, validate
 
 
 def fitness(job: dict[str, Any]) -> dict[str, Any]:
+    import base64
     from pathlib import Path
 
-    from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.evaluation import evaluate
     from metarl_cli.learned.base import get_algorithm
-    from metarl_cli.learned.io import save_kernel
 
     algorithm = get_algorithm(job["algo"])
-    before = snapshot()
     path = Path(job["temp"]) / "candidate.safetensors"
-    save_kernel(
-        path,
-        algorithm,
-        "code",
-        job["source"],
-        meta_learner=MetaLearnerInfo(name="llm", config={"candidate": job.get("name", "")}),
-        training_envs=list(job["envs"]),
-        force=True,
-    )
+    path.write_bytes(base64.b64decode(job["artefact_b64"]))
     result = evaluate(
         str(path),
         list(job["envs"]),
@@ -60,8 +46,8 @@ def fitness(job: dict[str, Any]) -> dict[str, Any]:
         timesteps=job.get("timesteps"),
         overrides=job.get("overrides") or {},
         expect_algorithm=algorithm.name,
+        **({"stream": job["stream"]} if "stream" in job else {}),
     )
-    check_untouched(before)
     return {
         "ok": True,
         "envs": [
@@ -87,11 +73,18 @@ def _prepare(job: dict[str, Any]) -> None:
 
     get_algorithm(job["algo"])
     import metarl_cli.learned.checks
+    import metarl_cli.learned.exported
+    import metarl_cli.learned.loader
     import metarl_cli.learned.sandbox as sandbox
 
     sandbox._namespace()
     x = jnp.linspace(0.5, 1.5, 4)
     jax.jit(jax.grad(lambda r: jnp.sum(jnp.where(r > 1, jnp.log(r), r**2))))(x).block_until_ready()
+    # Loads jax.export, its serialiser (flatbuffers) and the deserialiser before reads narrow.
+    sig = metarl_cli.learned.exported.KernelSignature((("x", "vector"),), ("y",), True)
+    mods = metarl_cli.learned.exported.export_function(lambda v: jnp.tanh(v), sig)
+    kernel = metarl_cli.learned.exported.ExportedKernel.from_bytes(mods["primal"], mods["vjp"], sig)
+    jax.jit(jax.grad(lambda v: jnp.sum(kernel(v)[0])))(x).block_until_ready()
     if job["kind"] == "fitness":
         if job.get("cache_dir"):
             from metarl_cli.rl.parallel import enable_compilation_cache
@@ -99,7 +92,7 @@ def _prepare(job: dict[str, Any]) -> None:
             enable_compilation_cache(job["cache_dir"])
         import metarl_cli.evaluation
         import metarl_cli.learned.io
-        import metarl_cli.rl.ppo  # noqa: F401
+        import metarl_cli.rl.ppo
         from metarl_cli.config import build_config
         from metarl_cli.envs import make_env
 

@@ -3,8 +3,11 @@
 The function is loaded through `learned/sandbox.py` (AST check, restricted namespace, the
 slot's exact signature), called on sampled inputs as the trainer calls it, its outputs checked
 for type, shape and finiteness, compiled with `jax.jit`, and for a drift its gradient and the
-mirror-learning conditions are checked. Every failure is a `CandidateError` whose message goes
-back to the model as is: it names the check and, where useful, an input where it failed.
+mirror-learning conditions are checked. Last, it is traced with symbolic shapes and exported to
+StableHLO (`learned/exported.py`), and the export is verified as every reader verifies it and
+compared with the function on the sample inputs: the exported bytes are the only thing of the
+candidate that leaves the child. Every failure is a `CandidateError` whose message goes back to
+the model as is: it names the check and, where useful, an input where it failed.
 """
 
 from __future__ import annotations
@@ -226,13 +229,46 @@ def validate(job: dict[str, Any]) -> dict[str, Any]:
     timings["jit_s"] = time.perf_counter() - t
 
     checks = ["signature", "call", "shape", "finite", "jit"]
-    if algorithm.slot == "drift":
+    if algorithm.slot == "drift" and job.get("strict", True):
         t = time.perf_counter()
         _check_drift(fn, jitted, args)
         timings["drift_checks_s"] = time.perf_counter() - t
         checks += ["gradient", "drift validity"]
+    t = time.perf_counter()
+    modules = _export(algorithm, fn, args, jit_out)
+    timings["export_s"] = time.perf_counter() - t
+    checks.append("export")
     check_untouched(before)
-    return {"ok": True, "function": name, "checks": checks, "timings": timings}
+    return {"ok": True, "function": name, "checks": checks, "timings": timings, **modules}
+
+
+def _export(algorithm: Any, fn: Any, args: dict[str, Any], expected: list) -> dict[str, str]:
+    """Exports `fn` to StableHLO (the only form in which it leaves this process), checks the
+    export as every reader will, and that it computes what the function computed."""
+    import base64
+
+    import numpy as np
+
+    from metarl_cli.errors import KernelError
+    from metarl_cli.learned.exported import ExportedKernel, export_function
+
+    signature = algorithm.code_signature
+    try:
+        modules = export_function(fn, signature)
+        kernel = ExportedKernel.from_bytes(modules["primal"], modules.get("vjp"), signature)
+        outputs = kernel(*args.values())
+    except KernelError as e:
+        raise CandidateError("export", str(e)) from None
+    except Exception as e:
+        raise CandidateError("export", f"the exported function failed: {describe(e)}") from e
+    for name, got, want in zip(signature.outputs, outputs, expected, strict=True):
+        if not np.allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5):
+            raise CandidateError(
+                "export",
+                f"the exported {name} differs from the function's on the sample inputs: the "
+                "function must not depend on the number of inputs or on Python-level state",
+            )
+    return {f"{k}_b64": base64.b64encode(v).decode("ascii") for k, v in modules.items()}
 
 
 def _check_drift(fn: Any, jitted: Any, args: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 
 from metarl_cli.errors import ConfigError, MetarlError
 from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.meta.rundir import refuse_changed_config
 from metarl_cli.meta.symbolic.backends import RoundInterrupted
 from metarl_cli.meta.symbolic.config import SymbolicConfig, config_differences, default_config
@@ -49,6 +50,8 @@ from metarl_cli.meta.symbolic.problem import (
     validity,
 )
 from metarl_cli.meta.symbolic.rundir import STATE_FORMAT, SymbolicRunDir
+from metarl_cli.seeds import SELECTION, run_key_data
+from metarl_cli.seeds import record as seed_record
 
 __all__ = [
     "SymbolicConfig",
@@ -97,8 +100,14 @@ def plan_symbolic(
             raise ConfigError(
                 "the teacher names no training envs to evaluate on; pass --envs (or --num-runs 0)"
             )
-        for env_id in cfg.envs:
+        configs = [
             build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
+            for env_id in cfg.envs
+        ]
+        check_normalisers(
+            {c.env_id: c.ppo_normaliser for c in configs}, fix="evaluate on it alone with --envs"
+        )
+        run_key_data(SELECTION, cfg.seed, cfg.num_runs)  # a bad --seed fails now
     output, rd = SymbolicRunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = 0
     if resume:
@@ -113,8 +122,9 @@ def plan_symbolic(
 
 
 def rl_evaluate(cfg: SymbolicConfig, path: Path) -> dict[str, Any]:
-    """Evaluates the artefact at `path` on `cfg.envs`: per-env mean final return, diverged
-    runs, and the score (mean over envs of the PPO-normalised mean return, where known)."""
+    """Evaluates the artefact at `path` on `cfg.envs` with the selection seed stream: per-env
+    mean final return, diverged runs, and the score (mean over envs of the mean return divided
+    by the PPO normaliser, see `meta/normalisers.py`)."""
     from metarl_cli.evaluation import evaluate
 
     result = evaluate(
@@ -124,7 +134,9 @@ def rl_evaluate(cfg: SymbolicConfig, path: Path) -> dict[str, Any]:
         seed=cfg.seed,
         timesteps=cfg.timesteps,
         overrides=cfg.overrides,
+        stream=SELECTION,
     )
+    by = divisors({env.env_id: env.normaliser for env in result.envs})
     per_env, scores = {}, []
     for env in result.envs:
         mean = env.summary.mean
@@ -134,7 +146,7 @@ def rl_evaluate(cfg: SymbolicConfig, path: Path) -> dict[str, Any]:
             "diverged": int(sum(env.diverged)),
         }
         value = float("nan") if mean is None else mean
-        scores.append(value / env.normaliser if env.normaliser else value)
+        scores.append(value / by[env.env_id])
     return {"score": float(np.mean(scores)), "per_env": per_env}
 
 
@@ -309,6 +321,8 @@ def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, che
         "pretty": chosen["pretty"],
         "rounds_done": state["round"],
     }
+    if cfg.num_runs > 0:  # the RL scores recorded per round
+        info["selection_seeds"] = seed_record(SELECTION, cfg.seed, cfg.num_runs)
     summary = {"l2": float(chosen["l2"])}
     if "rl" in chosen and np.isfinite(chosen["rl"]["score"]):
         summary["rl_score"] = float(chosen["rl"]["score"])
