@@ -8,6 +8,7 @@ from __future__ import annotations
 from metarl_cli._version import __version__
 
 __all__ = [
+    "Theta",
     "TrainConfig",
     "__version__",
     "build_config",
@@ -31,6 +32,10 @@ def __getattr__(name: str):
         from metarl_cli.rl.ppo import make_train
 
         return make_train
+    if name == "Theta":
+        from metarl_cli.rl.slots import Theta
+
+        return Theta
     if name == "evaluate":
         from metarl_cli.evaluation import evaluate
 

@@ -19,22 +19,22 @@ class Baseline:
 
 
 def _ppo(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import AdamOptimiser, PPOClipDrift, Slots
+    from metarl_cli.rl.slots import fill_slots
 
-    return Slots(PPOClipDrift(), AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
+    return fill_slots(cfg)
 
 
 def _adam(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import AdamOptimiser, PPOClipDrift, Slots
+    from metarl_cli.rl.slots import AdamOptimiser, fill_slots
 
     # The learned-optimiser reference: standard betas, the "L2O Adam" learning rate (Tables 4-6).
-    return Slots(PPOClipDrift(), AdamOptimiser(cfg.l2o_lr, 0.9, 0.999, cfg.adam_eps))
+    return fill_slots(cfg, optimiser=AdamOptimiser(cfg.l2o_lr, 0.9, 0.999, cfg.adam_eps))
 
 
 def _sgd(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import PPOClipDrift, SGDOptimiser, Slots
+    from metarl_cli.rl.slots import SGDOptimiser, fill_slots
 
-    return Slots(PPOClipDrift(), SGDOptimiser(cfg.sgd_lr))
+    return fill_slots(cfg, optimiser=SGDOptimiser(cfg.sgd_lr))
 
 
 BASELINES: Registry[Baseline] = Registry("baseline")

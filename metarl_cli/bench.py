@@ -56,10 +56,10 @@ def baseline_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) ->
     """PureJaxRL's pattern in this process: returns compile and best run seconds."""
     import jax
 
-    from metarl_cli.rl.slots import empty_theta
+    from metarl_cli.rl.slots import Theta
 
     _, trainer = _build(env_id, timesteps)
-    theta = empty_theta()
+    theta = Theta()
     keys = jax.random.split(jax.random.key(0), seeds)
     t0 = time.perf_counter()
     compiled = jax.jit(jax.vmap(trainer, in_axes=(None, 0))).lower(theta, keys).compile()
@@ -92,11 +92,11 @@ def bench_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) -> Be
     import jax
 
     from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-    from metarl_cli.rl.slots import empty_theta
+    from metarl_cli.rl.slots import Theta
 
     base = _baseline_in_child(env_id, seeds, timesteps, repeat)
     cfg, trainer = _build(env_id, timesteps)
-    theta = empty_theta()
+    theta = Theta()
     keys = jax.random.split(jax.random.key(0), seeds)
     total_steps = seeds * cfg.env_steps
     runner = ShardedRunner(trainer, make_mesh(seeds))

@@ -39,7 +39,7 @@ def resolve_target(
 
     `expect_algorithm`: refuse an artefact (or baseline) of any other algorithm.
     """
-    from metarl_cli.rl.slots import empty_theta
+    from metarl_cli.rl.slots import Theta
 
     looks_like_file = target.endswith(".safetensors") or "/" in target or Path(target).exists()
     if not looks_like_file:
@@ -51,7 +51,7 @@ def resolve_target(
             raise ArtefactError(
                 f"{target!r} is a hand-designed baseline, not a {expect_algorithm!r} artefact"
             )
-        return Target(kind="baseline", name=baseline.name), baseline.build, empty_theta()
+        return Target(kind="baseline", name=baseline.name), baseline.build, Theta()
     from metarl_cli.learned.loader import load_kernel
 
     # Validates the file (integrity, manifest, shapes, exported code) before anything else.

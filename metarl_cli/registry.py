@@ -34,6 +34,14 @@ class Registry(Generic[T]):
             self._aliases[alias] = name
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Removes the entry `name` and its aliases (a plugin's or a test's own entry); an
+        unknown name raises `UnknownNameError`."""
+        key = self.resolve(name)
+        for alias in [a for a, target in self._aliases.items() if target == key]:
+            del self._aliases[alias]
+        return self._entries.pop(key)
+
     def resolve(self, name: str) -> str:
         """Returns the canonical id of `name` (an id or an alias), or raises with suggestions."""
         key = name.strip().lower()

@@ -13,6 +13,9 @@ os.environ.setdefault(
 
 import pytest
 
+# Released OPEN checkpoints and oracle fixtures (tests/data/README.md says where they come from).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache():

@@ -710,3 +710,51 @@ def test_fitness_is_normalised_by_the_warm_starts_reference(algo, normaliser, lr
     diverged = {**env, "final_returns": [None, 1.0], "diverged": [True, False]}
     fit, _, _, problem = combine(plan, {"envs": [diverged]})
     assert fit is None and "diverged" in problem
+
+
+# --- --prompt paper: Supplement D as printed ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lpo", "nofeat", "open_ff", "open"])
+def test_paper_prompt_is_supplement_d(name):
+    alg = get_algorithm(name)
+    text = prompts.system_prompt(alg, "FITNESS-TEXT", style="paper")
+    assert text.startswith("You are a machine learning researcher who is designing a new ")
+    assert text.endswith("Your goal is to maximize performance.")
+    assert "FITNESS-TEXT" not in text and "sandbox" not in text  # the paper names neither
+    if alg.slot == "drift":
+        assert "'A' is the GAE advantage estimate of the policy." in text
+        assert '"name": "tanh_clip"' in text
+    else:  # the momentum formula as the paper prints it (the inverse of the code's)
+        assert "m_x_y = (x.y) * g + (1-x.y) * m_x_y." in text
+        assert "Note that 'lr' is tuned per environment" in text
+        assert "{application}" not in text and "{lr_desc}" not in text
+    assert ("'var' is a recurrent variable" in text) == (name == "open")
+    assert ("'dorm' refers to the dormancy" in text) == (name in ("open", "open_ff"))
+    # the example is a function the sandbox accepts, with the slot's exact interface
+    example = json.loads(text[text.index("{\n") : text.index("\n}") + 2])
+    from metarl_cli.learned.sandbox import check_parameters
+
+    check_parameters(example["code"], alg.code_parameters)
+    warm = {"name": "PPO_clip", "code": alg.warm_start, "fitness": 0.5}
+    first = prompts.results_message([warm], style="paper")
+    assert first.startswith("Here are some results we've obtained:\n")
+    assert json.loads(first.split("\n", 1)[1])["Fitness"] == 0.5
+    assert prompts.fitness_message(0.25, {"a": 1.0, "b": 2.0}, style="paper") == "Fitness: 0.25."
+
+
+def test_paper_prompt_checks_only_finiteness_and_shape():
+    """An invalid drift (a kink at r = 1) passes with --prompt paper, fails without."""
+    from metarl_cli.meta.llm.export import export_job
+
+    kink = (
+        "def kink(ratio, advantage, epsilon):\n"
+        "    return jnp.abs(ratio - 1.0) * jnp.abs(advantage)\n"
+    )
+    lpo = get_algorithm("lpo")
+    strict = export_job(lpo, kink, strict=True)
+    assert not strict["ok"] and strict["stage"] == "validity"
+    paper = export_job(lpo, kink, strict=False)
+    assert paper["ok"] and "validity" not in " ".join(paper["checks"])
+    nan = kink.replace("jnp.abs(ratio - 1.0)", "jnp.log(ratio - 10.0)")
+    assert export_job(lpo, nan, strict=False)["stage"] == "finite"

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import export_code
+from conftest import TEST_DATA, export_code
 
 from metarl_cli.cli.app import main
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "shared/data/open_pretrained"
-OPEN_NPY = PRETRAINED / "asterix_OPEN.npy"
+OPEN_NPY = TEST_DATA / "asterix_OPEN.npy"
 TINY_SET = [
     "--set", "num_envs=4", "--set", "num_steps=8", "--set", "num_minibatches=2",
     "--set", "update_epochs=1",
@@ -174,7 +172,6 @@ def _ra(inputs):
     return {"ratio": inputs["ratio"], "advantage": inputs["advantage"]}
 
 
-@pytest.mark.skipif(not OPEN_NPY.is_file(), reason="no pretrained OPEN files")
 def test_recurrent_open_student_follows_the_released_optimiser(tmp_path, capsys):
     """Same-size distillation of the released Asterix OPEN over short (20-step) rollouts: the
     held-out relative error of the displacement trajectory falls from ~1.9 (a fresh network)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
+from conftest import TEST_DATA
 
 from metarl_cli.cli.app import main
 from metarl_cli.results import read_result
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "shared/data/open_pretrained"
-needs_data = pytest.mark.skipif(
-    not (PRETRAINED / "asterix_OPEN.npy").exists(), reason="pretrained OPEN files not present"
-)
+PRETRAINED = TEST_DATA
 
 
-@needs_data
 def test_import_inspect_and_evaluate(tmp_path, capsys):
     art = tmp_path / "asterix-open.safetensors"
     assert main(["import", "open", str(PRETRAINED / "asterix_OPEN.npy"), "-o", str(art)]) == 0
@@ -29,10 +23,10 @@ def test_import_inspect_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(art), *tiny, "-o", str(result_path)]) == 0
     result = read_result(result_path)
     assert result.target.algorithm == "open" and result.target.form == "neural"
-    assert np.isfinite(result.envs[0].final_returns[0] or 0.0)
+    final = result.envs[0].final_returns[0]  # None would mean no episode finished
+    assert final is not None and 8.0 <= final <= 500.0  # CartPole's range of episode returns
 
 
-@needs_data
 def test_import_of_the_larger_network(tmp_path, capsys):
     art = tmp_path / "multi.safetensors"
     assert main(["import", "open", str(PRETRAINED / "multi_OPEN.npy"), "-o", str(art)]) == 0

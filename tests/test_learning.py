@@ -41,11 +41,18 @@ def random_policy_return(gymnax_name: str, episodes: int = 64) -> float:
     return float(jax.jit(jax.vmap(episode))(keys).mean())
 
 
+# PPO's return on Breakout at 1e6 steps, measured with `evaluate("ppo", ["minatar/breakout"],
+# num_runs=8, timesteps=1e6)` (meta-test runs 0-7, CPU): 35.3, 25.1, 37.9, 23.5, 29.8, 40.8,
+# 12.4, 27.6; mean 29.05 (the near-random initial policy: 0.4-0.5).
+PPO_BREAKOUT_1E6 = 29.05
+
+
 def test_breakout_learns_at_1e6_steps():
     random_return = random_policy_return("Breakout-MinAtar")
     result = evaluate("ppo", ["minatar/breakout"], num_runs=2, timesteps=1e6)
     finals = np.array(result.envs[0].final_returns, dtype=float)
     assert random_return < 2.0
-    assert finals.min() > 5 * random_return + 3.0, (finals, random_return)
+    # At least half of PPO's measured return (runs 0 and 1 measured 35.3 and 25.1).
+    assert finals.mean() >= 0.5 * PPO_BREAKOUT_1E6, (finals, random_return)
     curve = np.array(result.envs[0].curves[0], dtype=float)
     assert np.nanmean(curve[-10:]) > np.nanmean(curve[:10])

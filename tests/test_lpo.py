@@ -99,4 +99,6 @@ def test_hand_designed_references_run(tmp_path, name):
     tiny = ["--envs", "cartpole", "-n", "1", "--timesteps", "512", "--set", "num_steps=16"]
     assert main(["evaluate", name, *tiny, "-o", str(path)]) == 0
     result = read_result(path)
-    assert result.target.name == name and np.isfinite(result.envs[0].curves[0][-1] or 0.0)
+    assert result.target.name == name
+    last = result.envs[0].curves[0][-1]  # None would mean no episode finished: a failure here
+    assert last is not None and 8.0 <= last <= 500.0  # CartPole's range of episode returns

@@ -42,7 +42,9 @@ def test_registry_and_spec():
         "m_0_9999",
         "g",
     ]
-    assert algo.default_architecture("minatar") == {"hidden": 16}
+    # Table 8: 32 on MinAtar, 16 on Ant
+    assert algo.default_architecture("minatar") == {"hidden": 32}
+    assert algo.default_architecture("brax") == {"hidden": 16}
     opt = algo.kernel(None, {"hidden": 32})
     assert opt == nofeat_optimiser(32) and opt.separate_clip and not opt.needs_activations
 

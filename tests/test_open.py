@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import TEST_DATA, tiny_config
 
 from metarl_cli.errors import ArtefactError
 from metarl_cli.learned.open import (
@@ -23,7 +21,7 @@ from metarl_cli.learned.open import (
 from metarl_cli.learned.perparam import Layout
 from metarl_cli.rl.slots import OptContext
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "shared/data/open_pretrained"
+PRETRAINED = TEST_DATA
 
 
 @pytest.mark.parametrize(
@@ -39,7 +37,6 @@ def test_flat_round_trip(hidden, gru, recurrent, n):
     assert flatten_theta(init_theta(jax.random.key(0), hidden, gru, recurrent)).shape == (n,)
 
 
-@pytest.mark.skipif(not PRETRAINED.is_dir(), reason="no pretrained OPEN files")
 def test_import_released_checkpoints():
     expected = {"multi_OPEN.npy": (32, 16)}
     files = sorted(PRETRAINED.glob("*.npy"))
@@ -50,7 +47,6 @@ def test_import_released_checkpoints():
         np.testing.assert_array_equal(np.asarray(flatten_theta(theta)), np.load(f))
 
 
-@pytest.mark.skipif(not PRETRAINED.is_dir(), reason="no pretrained OPEN files")
 def test_reference_offsets_h16():
     flat = np.load(PRETRAINED / "asterix_OPEN.npy")
     theta, _, _ = import_open_npy(PRETRAINED / "asterix_OPEN.npy")
@@ -179,7 +175,6 @@ def test_output_parameterisation(recurrent):
     np.testing.assert_allclose(da.sum() + dc.sum(), 0.0, atol=1e-6)
 
 
-@pytest.mark.skipif(not PRETRAINED.is_dir(), reason="no pretrained OPEN files")
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_open_in_real_trainer(recurrent):
     from metarl_cli.envs import make_env

@@ -200,10 +200,11 @@ def test_es_fitness_and_best_eval_never_use_meta_test_seeds(runs, artefact, tmp_
 
 @pytest.mark.parametrize("seed,n", CASES)
 def test_symbolic_rl_scores_use_selection_seeds(runs, artefact, seed, n):
+    from metarl_cli.learned.base import get_algorithm
     from metarl_cli.meta.symbolic.config import default_config
     from metarl_cli.meta.symbolic.search import rl_evaluate
 
-    teacher = SimpleNamespace(name="lpo", digest="0" * 64)
+    teacher = SimpleNamespace(name="lpo", digest="0" * 64, algorithm=get_algorithm("lpo"))
     cfg = default_config(teacher, envs=[ENV], num_runs=n, seed=seed, timesteps=512,
                          overrides=SMALL)  # fmt: skip
     rl_evaluate(cfg, artefact)

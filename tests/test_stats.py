@@ -80,18 +80,24 @@ def test_ci_is_stratified_over_tasks():
     assert hi1 - lo1 > 20 * (hi - lo)
 
 
-def test_ci_is_scipys_percentile_bootstrap():
-    lo, hi = stratified_bootstrap_ci(A, reps=9_999, seed=7)
-    ref = sps.bootstrap(
-        tuple(A.T),
-        lambda *s, axis=-1: sps.trim_mean(np.concatenate(s, axis=-1), 0.25, axis=-1),
-        n_resamples=9_999,
-        vectorized=True,
-        paired=False,
-        method="percentile",
-        rng=np.random.default_rng(7),
-    ).confidence_interval
-    assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-12)
+def _numpy_stratified_bootstrap(scores, reps, seed, alpha=0.05):
+    """Independent oracle: resample each task's runs with replacement (plain NumPy, its own
+    generator), take the trimmed-mean IQM of the pooled resample, return the percentiles."""
+    runs, tasks = scores.shape
+    idx = np.random.default_rng(seed).integers(0, runs, size=(reps, runs, tasks))
+    stats = sps.trim_mean(scores[idx, np.arange(tasks)].reshape(reps, -1), 0.25, axis=1)
+    return tuple(np.percentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+@pytest.mark.parametrize("scores", [A, B], ids=["A", "B"])
+def test_ci_is_a_stratified_percentile_bootstrap(scores):
+    # Measured over 5 seeds at 20k resamples: the two agree within 0.012 (Monte Carlo error,
+    # sd <= 0.006), while a 90% interval moves either end by 0.05-0.11 and an unstratified
+    # one far more; 0.025 separates them.
+    ours = stratified_bootstrap_ci(scores, reps=20_000, seed=7)
+    assert ours == pytest.approx(_numpy_stratified_bootstrap(scores, 20_000, seed=11), abs=0.025)
+    narrower = _numpy_stratified_bootstrap(scores, 20_000, seed=11, alpha=0.1)
+    assert ours != pytest.approx(narrower, abs=0.025)
 
 
 def test_ragged_tasks_nan_runs_and_single_runs():

@@ -20,19 +20,14 @@ from metarl_cli.cli.app import main
 from metarl_cli.learned.base import get_algorithm
 from metarl_cli.learned.checks import check_drift
 from metarl_cli.learned.io import save_kernel, save_learned
-from metarl_cli.learned.lpo import SymbolicDrift
+from metarl_cli.learned.lpo import SYMBOLIC_INPUTS as LPO_NAMES
+from metarl_cli.learned.lpo import SymbolicDrift, teacher_fns
+from metarl_cli.learned.lpo import ratio_inputs as lpo_inputs
+from metarl_cli.learned.lpo import symbolic_grid as lpo_grid
 from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.meta.symbolic import export
 from metarl_cli.meta.symbolic.backends import OperonBackend
-from metarl_cli.meta.symbolic.data import (
-    LPO_NAMES,
-    DistilData,
-    load_teacher,
-    lpo_grid,
-    lpo_inputs,
-    lpo_teacher_fns,
-    make_data,
-)
+from metarl_cli.meta.symbolic.data import DistilData, load_teacher, make_data
 from metarl_cli.meta.symbolic.problem import choose, make_problem, pareto_front, score
 from metarl_cli.meta.symbolic.search import default_config
 
@@ -108,7 +103,8 @@ def test_lpo_export_vanishes_at_r_1_whatever_the_program():
         ("tanh", ("add", ("var", "log_r"), ("const", 1.0))),
         ("add", ("var", "A"), ("const", 2.0)),
     )
-    text = export.kernel_text(export.lpo_vanishing(f), export.Signature("f", LPO_NAMES))
+    identity = {"log_r": 0.0, "r_minus_1": 0.0}  # LPO's ratio inputs at r = 1
+    text = export.kernel_text(export.vanishing(f, identity), export.Signature("f", LPO_NAMES))
     kernel = compile_symbolic(text, lpo.symbolic_variables, lpo.symbolic_aliases)
     adv = jnp.linspace(-4, 4, 9)
     at_one = SymbolicDrift(kernel)({}, jnp.ones_like(adv), adv, 0.2)
@@ -155,7 +151,7 @@ def test_grad_loss_target_is_the_drift_gradient(tmp_path):
     grads = make_data(teacher, 4096, jax.random.key(0), grad_loss=True)
     np.testing.assert_array_equal(values.x, grads.x)
     np.testing.assert_array_equal(values.y, grads.drift)  # value mode: the target is the drift
-    drift, _ = lpo_teacher_fns(teacher, 0.2)
+    drift, _ = teacher_fns(teacher.theta, teacher.architecture, 0.2)
     r, a, h = grads.ratio, grads.x[:, 2], 1e-3
     numeric = (np.asarray(drift(r * (1 + h), a)) - np.asarray(drift(r * (1 - h), a))) / (2 * h * r)
     smooth = np.abs(numeric - grads.y) < 1e-2

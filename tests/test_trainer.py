@@ -126,10 +126,24 @@ def test_default_runner_vmaps_each_device_and_pads(cartpole):
 def test_sharded_runner_reuses_its_compilation(cartpole):
     _, trainer = cartpole
     runner = ShardedRunner(trainer, make_mesh(2))
-    _, first = runner(empty_theta(), jax.random.split(jax.random.key(0), 2))
-    _, second = runner(empty_theta(), jax.random.split(jax.random.key(1), 2))
-    assert second.compile_s < 0.05 < first.compile_s + 0.05
-    assert len(runner._compiled) == 1
+
+    class CountingLower:
+        """Counts the lowerings (hence compilations) of the runner's sharded program."""
+
+        def __init__(self, jitted):
+            self.jitted, self.lowered = jitted, 0
+
+        def lower(self, *args):
+            self.lowered += 1
+            return self.jitted.lower(*args)
+
+    runner._run = counting = CountingLower(runner._run)
+    runner(empty_theta(), jax.random.split(jax.random.key(0), 2))
+    assert counting.lowered == 1
+    init_programs = runner._init._cache_size()
+    runner(empty_theta(), jax.random.split(jax.random.key(1), 2))
+    assert counting.lowered == 1 and len(runner._compiled) == 1  # nothing lowered again
+    assert runner._init._cache_size() == init_programs  # nor the init program re-traced
 
 
 @dataclass(frozen=True)

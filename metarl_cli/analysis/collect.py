@@ -13,15 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metarl_cli.errors import EvaluationError
+from metarl_cli.learned.base import display_name
 from metarl_cli.results import EnvResult, EvalResult, read_result
 
-ALGORITHM_NAMES = {
-    "lpo": "LPO",
-    "open": "OPEN",
-    "open_ff": "Feed-Forward OPEN",
-    "nofeat": "No Features",
-    "lpg": "LPG",
-}
 METHOD_NAMES = {
     "es": "Black-Box Learning",
     "symbolic": "Symbolic Distillation",
@@ -93,7 +87,7 @@ class Study:
     def title(self) -> str:
         if self.algorithm is None:
             return "Baselines"
-        name = ALGORITHM_NAMES.get(self.algorithm, self.algorithm)
+        name = display_name(self.algorithm)
         if not self.training_envs:
             return f"{name} (no training environments recorded)"
         return f"{name}, meta-trained on {env_set_name(self.training_envs)}"

@@ -48,16 +48,16 @@ def ppo_drift() -> Any:
 
 
 def kernel_of(target: Any, artefact: Path | None) -> tuple[Any, Any] | str:
-    """(drift, theta) of an LPO result's kernel, or the reason it cannot be built."""
+    """(drift, theta) of a drift result's kernel (LPO's), or the reason it cannot be built."""
     from metarl_cli.learned.base import get_algorithm
 
-    alg = get_algorithm("lpo")
+    alg = get_algorithm(target.algorithm)
     if target.form == "code":  # runs only from the artefact's verified StableHLO
         if artefact is None:
             return "a code kernel runs from its artefact file, which was not found"
         from metarl_cli.learned.loader import load_kernel
 
-        return load_kernel(artefact, "lpo").kernel(None), {}
+        return load_kernel(artefact, alg.name).kernel(None), {}
     if target.form == "symbolic":
         text = target.text
         if text is None and artefact is not None:

@@ -83,8 +83,21 @@ def build_report(
     rep.table1 = table1(studies)
     rep.programs = programs(entries)
     _versions_note(rep)
+    _normaliser_notes(rep)
     _figures(rep, gradients)
     return rep
+
+
+def _normaliser_notes(rep: Report) -> None:
+    """Names the PPO normalisers that are placeholders, when the report divides by them."""
+    from metarl_cli.config import normaliser_note
+
+    if rep.norm.mode != "ppo":
+        return
+    for env_id in rep.env_ids:
+        note = normaliser_note(env_id, "ppo")
+        if note:
+            rep.notes.append(f"{env_id} PPO normaliser: {note}")
 
 
 def _per_env(rep: Report, seed: int) -> None:
@@ -199,11 +212,23 @@ def _figures(rep: Report, gradients: bool) -> None:
                 s.title,
             )
         )
-    lpo = [e for e in rep.entries if e.target.algorithm == "lpo"]
-    if gradients and lpo:
-        fig = _gradient_figure(lpo, rep.notes)
-        if fig is not None:
-            rep.figures.append(fig)
+    if gradients:
+        for algorithm, entries in _drift_entries(rep.entries).items():
+            fig = _gradient_figure(algorithm, entries, rep.notes)
+            if fig is not None:
+                rep.figures.append(fig)
+
+
+def _drift_entries(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """The entries of learned drifts (LPO), by algorithm: their objective's slope is drawn."""
+    from metarl_cli.learned.base import ALGORITHMS, get_algorithm
+
+    out: dict[str, list[Entry]] = {}
+    for e in entries:
+        name = e.target.algorithm
+        if name and name in ALGORITHMS and get_algorithm(name).slot == "drift":
+            out.setdefault(name, []).append(e)
+    return out
 
 
 def _curve(e: Entry, env_id: str) -> F.Curve:
@@ -221,36 +246,40 @@ def _curve(e: Entry, env_id: str) -> F.Curve:
     return F.Curve(e.label, np.asarray(r.curve_steps, dtype=float), mean, se)
 
 
-def _gradient_figure(lpo: list[Entry], notes: list[str]) -> FigureOut | None:
-    """Panels for PPO and every LPO kernel that can be rebuilt; the others go to `notes`."""
+def _gradient_figure(algorithm: str, drifts: list[Entry], notes: list[str]) -> FigureOut | None:
+    """Panels for PPO and every drift kernel of `algorithm` that can be rebuilt; the others go
+    to `notes`."""
     from metarl_cli.analysis.gradients import kernel_of, objective_gradient, ppo_drift
+    from metarl_cli.learned.base import display_name
+
+    name = display_name(algorithm)
 
     built: list[tuple[str, Any]] = [("PPO (reference)", (ppo_drift(), {}))]
-    for e in lpo:
+    for e in drifts:
         kernel = kernel_of(e.target, artefact_path(e))
         if isinstance(kernel, str):
-            notes.append(f"LPO gradient map of {e.label} ({e.path.name}) not drawn: {kernel}")
+            notes.append(f"{name} gradient map of {e.label} ({e.path.name}) not drawn: {kernel}")
         else:
             built.append((e.label, kernel))
     panels = []
     for label, kernel in built:
         log_r, adv, grad = objective_gradient(*kernel)
         if not np.isfinite(grad).any():
-            notes.append(f"LPO gradient map of {label} not drawn: no finite derivative")
+            notes.append(f"{name} gradient map of {label} not drawn: no finite derivative")
             continue
         letter = "abcdefghijklmnopqrstuvwxyz"[len(panels) % 26]
         panels.append(F.GradientPanel(f"({letter}) {label}", log_r, adv, grad))
     if len(panels) < 2:  # only the PPO reference: nothing learned to show
         return None
-    title = "Derivative of the LPO objective r·A − drift in r"
+    title = f"Derivative of the {name} objective r·A − drift in r"
     return FigureOut(
-        "lpo_gradients",
+        f"{algorithm}_gradients",
         title,
         "d(r·A − drift)/dr over ratio r in [e^-0.75, e^0.75] (log axis) and advantage A in "
         "[-4, 4], as in the paper's Supplement G (Lu et al., 2022); PPO's clip is shown for "
         "reference (slope A inside the clip range, 0 where it clips). Grey: not finite.",
         F.gradient_figure(title, panels),
-        "LPO gradients",
+        f"{name} gradients",
     )
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metarl_cli.analysis.collect import ALGORITHM_NAMES, Entry, Study, env_set_name
+from metarl_cli.analysis.collect import Entry, Study, env_set_name
+from metarl_cli.learned.base import display_name
 
 INTERPRETABILITY = {"neural": "low", "symbolic": "medium", "code": "high"}
 PAPER_SCALABILITY = {
@@ -114,7 +115,7 @@ def table1_row(study: Study, entry: Entry) -> dict[str, Any]:
     return {
         "study": study.title,
         "approach": entry.label,
-        "algorithm": ALGORITHM_NAMES.get(t.algorithm or "", t.algorithm or t.name),
+        "algorithm": display_name(t.algorithm) if t.algorithm else t.name,
         "form": form,
         "samples": samples,
         "samples_text": samples_text,
@@ -154,7 +155,7 @@ def programs(entries: list[Entry]) -> list[dict[str, str]]:
         t = e.target
         if t.form not in ("symbolic", "code") or not t.text:
             continue
-        alg = ALGORITHM_NAMES.get(t.algorithm or "", t.algorithm or "")
+        alg = display_name(t.algorithm) if t.algorithm else ""
         where = (
             f" after meta-training in {env_set_name(t.training_envs)}" if t.training_envs else ""
         )

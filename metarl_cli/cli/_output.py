@@ -48,3 +48,16 @@ class BarReporter:
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+
+
+def print_normaliser_notes(configs: Any) -> None:
+    """One stderr line per normaliser of these env configs that is a placeholder or missing
+    (`config.normaliser_note`), so no score rests silently on one."""
+    from metarl_cli.config import normaliser_note
+
+    for c in configs:
+        backend = c.brax_backend if c.env_id.startswith("brax/") else None
+        for kind in ("ppo", "sgd"):
+            note = normaliser_note(c.env_id, kind, backend)
+            if note:
+                err.print(f"note: {c.env_id} {kind.upper()} normaliser: {note}", markup=False)

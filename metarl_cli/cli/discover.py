@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import err, out, print_json
+from metarl_cli.cli._output import err, out, print_json, print_normaliser_notes
 
 
 def discover(
@@ -32,6 +32,15 @@ def discover(
         Path | None, typer.Option(help="Conversation and archive (default: OUTPUT.run/).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
+    prompt: Annotated[
+        str,
+        typer.Option(
+            help="improved (default: names the envs and normaliser, states the sandbox's rules, "
+            "per-env feedback, rejects invalid drifts before RL) or paper (Supplement D as "
+            "printed, 'Fitness: X.' feedback, finiteness and shape checks only: reproduces the "
+            "paper)."
+        ),
+    ] = "improved",
     unsafe_no_sandbox: Annotated[
         bool,
         typer.Option(
@@ -117,6 +126,7 @@ def discover(
         api_key_env=api_key_env,
         replay=str(replay) if replay is not None else None,
         unsafe_no_sandbox=unsafe_no_sandbox,
+        prompt=prompt,
     )
     plan = plan_discover(cfg, output, run_dir=run_dir, resume=resume, force=force)
 
@@ -131,6 +141,11 @@ def discover(
     err.print(
         f"discover {plan.algorithm.name} on {', '.join(cfg.envs)} with {source}: "
         f"{cfg.turns} turns ({done} done), run dir {plan.run_dir}"
+    )
+    from metarl_cli.config import build_config
+
+    print_normaliser_notes(
+        build_config(e, timesteps=cfg.timesteps, overrides=cfg.overrides) for e in cfg.envs
     )
     status = err.status("starting", spinner="dots")
     status.start()

@@ -25,7 +25,9 @@ def evaluate(
             "brax, classic, craftax.",
         ),
     ] = None,
-    num_runs: Annotated[int, typer.Option("--num-runs", "-n", help="Seeds per env.")] = 4,
+    num_runs: Annotated[
+        int, typer.Option("--num-runs", "-n", help="Seeds per env (the paper meta-tests on 16).")
+    ] = 16,
     timesteps: Annotated[
         str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
     ] = None,

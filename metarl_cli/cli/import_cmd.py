@@ -10,7 +10,14 @@ import typer
 
 from metarl_cli.cli._output import out, print_json
 
-KINDS = ("open", "code", "symbolic", "paper")
+TEXT_KINDS = ("code", "symbolic", "paper")
+
+
+def _checkpoint_kinds() -> list[str]:
+    """The algorithms whose foreign checkpoints `metarl import <id>` reads (OPEN's .npy)."""
+    from metarl_cli.learned.base import algorithms
+
+    return [a.name for a in algorithms() if a.checkpoint_format]
 
 
 def import_(
@@ -32,7 +39,13 @@ def import_(
         typer.Option("--algo", help="Algorithm the kernel belongs to (code, symbolic)."),
     ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", help="Environment(s) it was trained on.")
+        list[str] | None,
+        typer.Option(
+            "--envs",
+            "--env",
+            help="Environment(s) it was meta-trained on (comma-separated or repeated); "
+            "released OPEN files: guessed from the name (multi_OPEN: MinAtar).",
+        ),
     ] = None,
     list_: Annotated[
         bool, typer.Option("--list", help="List the paper's functions (with `paper`).")
@@ -59,8 +72,10 @@ def import_(
     """
     from metarl_cli.errors import ConfigError
 
-    if kind not in KINDS:
-        raise ConfigError(f"unknown import kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    checkpoint_kinds = _checkpoint_kinds()
+    kinds = (*checkpoint_kinds, *TEXT_KINDS)
+    if kind not in kinds:
+        raise ConfigError(f"unknown import kind {kind!r}; choose one of: {', '.join(kinds)}")
     if kind == "paper" and list_:
         _list_paper(json_)
         return
@@ -72,8 +87,8 @@ def import_(
 
     check_writable(output, force=force)
     envs = _envs(env)
-    if kind == "open":
-        _import_open(Path(source), output, envs, force)
+    if kind in checkpoint_kinds:
+        _import_checkpoint(kind, Path(source), output, envs, force)
     elif kind == "paper":
         _import_paper(source, output, envs, force, unsafe_no_sandbox)
     else:
@@ -88,29 +103,40 @@ def _envs(env: list[str] | None) -> list[str] | None:
     return resolve_envs(",".join(env))
 
 
-def _import_open(checkpoint: Path, output: Path, envs: list[str] | None, force: bool) -> None:
+def _import_checkpoint(
+    name: str, checkpoint: Path, output: Path, envs: list[str] | None, force: bool
+) -> None:
+    """A foreign checkpoint of algorithm `name` (`algorithm.import_checkpoint`)."""
     from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.errors import ArtefactError
     from metarl_cli.fsutil import read_regular_file
     from metarl_cli.learned.base import get_algorithm
     from metarl_cli.learned.io import save_learned
-    from metarl_cli.learned.open import import_open_npy
 
+    algorithm = get_algorithm(name)
+    label = algorithm.display_name
     # A FIFO would block np.load forever: check it is a regular, .npy-sized file first.
-    read_regular_file(checkpoint, what="OPEN checkpoint", max_bytes=1 << 26, error=ArtefactError)
-    theta, hidden, gru = import_open_npy(checkpoint)
+    what = f"{label} checkpoint"
+    read_regular_file(checkpoint, what=what, max_bytes=1 << 26, error=ArtefactError)
+    theta, architecture = algorithm.import_checkpoint(checkpoint)
     envs = envs if envs is not None else _guess_envs(checkpoint)
+    # The released optimisers were meta-trained with ES (Goldie et al., 2024): in the paper's
+    # figures they are the black-box learning entries, so they are recorded as such.
+    origin = f"released {label} checkpoint, meta-trained with ES by its authors"
     save_learned(
         output,
-        get_algorithm("open"),
+        algorithm,
         theta,
-        architecture={"hidden": hidden, "gru": gru},
-        meta_learner=MetaLearnerInfo(name="import", config={"source": str(checkpoint)}),
+        architecture=architecture,
+        meta_learner=MetaLearnerInfo(
+            name="es", config={"source": str(checkpoint), "imported": True, "origin": origin}
+        ),
         training_envs=envs,
         notes=f"imported from {checkpoint.name}",
         force=force,
     )
-    out.print(f"wrote {output} (open, hidden {hidden}, gru {gru}, envs {', '.join(envs) or '-'})")
+    sizes = ", ".join(f"{k} {v}" for k, v in architecture.items())
+    out.print(f"wrote {output} ({algorithm.name}, {sizes}, envs {', '.join(envs) or '-'})")
 
 
 def _exported(algorithm, form: str, text: str, unsafe: bool):
@@ -129,11 +155,12 @@ def _import_text(
 ) -> None:
     from metarl_cli.artefacts import MetaLearnerInfo
     from metarl_cli.errors import ConfigError
-    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.base import algorithms, get_algorithm
     from metarl_cli.learned.io import save_kernel
 
     if algo is None:
-        raise ConfigError(f"`metarl import {kind}` needs --algo (lpo, open, open_ff, nofeat)")
+        names = ", ".join(a.name for a in algorithms())
+        raise ConfigError(f"`metarl import {kind}` needs --algo ({names})")
     algorithm = get_algorithm(algo)
     path = Path(source)
     if kind == "code" or (len(source) < 4096 and "\n" not in source and path.is_file()):
@@ -207,8 +234,11 @@ def _list_paper(json_: bool) -> None:
 
 
 def _guess_envs(checkpoint: Path) -> list[str]:
-    """The released files are named <env>_OPEN.npy."""
+    """The released files are named <env>_OPEN.npy; multi_OPEN.npy was trained on MinAtar."""
     from metarl_cli.envs import ENVS
+    from metarl_cli.envs.registry import SUITES
 
     stem = checkpoint.stem.lower().removesuffix("_open")
+    if stem == "multi":
+        return list(SUITES.get("minatar"))
     return [ENVS.resolve(stem)] if stem in ENVS else []

@@ -16,7 +16,11 @@ def symbolic(
     teacher: Annotated[Path, typer.Argument(help="A neural artefact (lpo, open_ff or nofeat).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Symbolic artefact to write.")],
     backend: Annotated[
-        str, typer.Option(help="operon (offline, default) or pysr (needs Julia).")
+        str,
+        typer.Option(
+            help="operon (offline, default) or pysr (needs Julia; untested: it has never run on "
+            "metarl's test machines)."
+        ),
     ] = "operon",
     grad_loss: Annotated[
         bool, typer.Option("--grad-loss", help="LPO: fit d drift / d r instead of the drift.")

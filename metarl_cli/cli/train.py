@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
+from metarl_cli.cli._output import (
+    MAX_SIZE,
+    BarReporter,
+    err,
+    out,
+    print_json,
+    print_normaliser_notes,
+)
 
 app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
 
@@ -55,8 +62,13 @@ def es(
         typer.Option(help="Runs vmapped together per device (bounds memory).", max=MAX_SIZE),
     ] = None,
     select: Annotated[
-        str, typer.Option(help="Output candidate: final (mean) or best-eval.")
-    ] = "final",
+        str | None,
+        typer.Option(
+            help="Output candidate: best-eval (the mean with the best periodic evaluation on "
+            "the training envs, the paper's) or final (the last mean) "
+            "[default: best-eval, or final with --eval-runs 0]."
+        ),
+    ] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Checkpoints and metrics (default: OUTPUT.run/).")
     ] = None,
@@ -83,15 +95,15 @@ def es(
             import wandb as _wandb  # noqa: F401
         except ImportError:
             raise ConfigError("--wandb needs the wandb package: pip install wandb") from None
-    from metarl_cli.learned.base import get_algorithm
-    from metarl_cli.meta.es_train import architecture_for, plan_es
+    from metarl_cli.learned.base import get_algorithm, resolve_architecture
+    from metarl_cli.meta.es_train import plan_es
 
     algorithm = get_algorithm(algo)
     suite = env_ids[0].split("/")[0]
     cfg = ESConfig(
         algo=algorithm.name,
         envs=env_ids,
-        architecture=architecture_for(algorithm, suite, hsize),
+        architecture=resolve_architecture(algorithm, suite, hsize),
         num_generations=num_generations,
         popsize=popsize,
         num_rollouts=num_rollouts,
@@ -108,7 +120,7 @@ def es(
         seed=seed,
         strategy=strategy,
         chunk=chunk,
-        select=select,
+        select=select or ("best-eval" if eval_runs else "final"),
     )
     plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
 
@@ -169,6 +181,7 @@ def _header(plan: Any) -> None:
         f"{cfg.num_rollouts} rollout(s), {cfg.num_generations} generations, steps/run {steps}, "
         f"{len(jax.devices())} device(s); run dir {plan.run_dir.path}; {start}"
     )
+    print_normaliser_notes(plan.train_configs.values())
 
 
 def _line(r: dict[str, Any], total: int) -> str:

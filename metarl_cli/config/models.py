@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from metarl_cli.config.presets import preset
+from metarl_cli.config.presets import BRAX_NORMALISER_BACKEND, preset
 from metarl_cli.errors import ConfigError
 
 _INT32_MAX = 2**31 - 1
@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
     normalize_obs: bool = False
     normalize_reward: bool = False
     clip_action: bool = False
-    brax_backend: Literal["spring", "positional", "generalized", "mjx"] = "spring"
+    brax_backend: Literal["spring", "positional", "generalized", "mjx"] = "positional"
     episode_length: int = Field(1000, gt=0)
     curve_points: int = Field(100, gt=0)
     final_window: float = Field(0.05, gt=0.0, le=1.0)
@@ -221,6 +221,16 @@ def build_config(
             values.update(per_env)
     if timesteps is not None:
         values["total_timesteps"] = timesteps
+    backend = values.get("brax_backend", "positional")
+    if env_id.startswith("brax/") and backend != BRAX_NORMALISER_BACKEND:
+        # The preset normalisers were measured on the positional backend: none elsewhere,
+        # unless the user gives their own.
+        sources = (file_values or {}, overrides or {})
+        given = {k for s in sources for k in s}
+        given |= {k for s in sources if isinstance(s.get(env_id), dict) for k in s[env_id]}
+        for key in ("ppo_normaliser", "sgd_normaliser"):
+            if key not in given:
+                values[key] = None
     if values.get("env_id") != env_id:
         raise ConfigError(f"env_id cannot be overridden (got {values.get('env_id')!r})")
     return TrainConfig(**values)

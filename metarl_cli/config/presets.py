@@ -4,7 +4,10 @@ Suite values are Table 2; learning rates and Adam betas are Tables 4-6 ("LPO lea
 the Adam learning rate of PPO and LPO; "L2O Adam learning rate" is the Adam learning rate used
 with learned optimisers). Return normalisers are the original code's `PPO_TEMP` (return of PPO
 with Adam) and `SGD_TEMP`; humanoid, walker2d and hopper reuse ant's value in the original code,
-and Craftax has none there, so ours is `None` until measured.
+and Craftax has none there, so ours is `None` until measured. Brax runs on the `positional`
+pipeline, as the original code did: its normalisers (Ant's 6517) were measured there, so they
+apply to that backend only (`normaliser_note`); `spring`, `generalized` and `mjx` are options
+without normalisers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ SUITE_DEFAULTS: dict[str, dict[str, Any]] = {
         num_envs=2048, num_steps=10, total_timesteps=30_000_000, num_minibatches=32,
         update_epochs=4, ent_coef=0.0, activation="tanh",
         normalize_obs=True, normalize_reward=True, clip_action=True,
+        brax_backend="positional",
     ),
     "classic": dict(
         num_envs=4, num_steps=128, total_timesteps=500_000, num_minibatches=4,
@@ -51,6 +55,30 @@ NORMALISER_NOTES: dict[str, str] = {
     "brax/hopper": "original code copies ant's PPO normaliser; SGD normaliser is a placeholder",
     "craftax/classic": "the original code has no Craftax normaliser",
 }
+
+
+# The backend the Brax normalisers were measured on (the original code's).
+BRAX_NORMALISER_BACKEND = "positional"
+
+
+def normaliser_note(env_id: str, kind: str = "ppo", backend: str | None = None) -> str | None:
+    """Why `env_id`'s `kind` ("ppo" or "sgd") normaliser is not a measured return, or None.
+
+    Placeholders (values the original code copied from another env, or 1.0) and missing ones
+    are named, so every place a normaliser is used can say so.
+    """
+    if env_id.startswith("brax/") and backend not in (None, BRAX_NORMALISER_BACKEND):
+        return f"none for the {backend!r} backend (measured on {BRAX_NORMALISER_BACKEND!r})"
+    lr, b1, b2, sgd_lr, l2o_lr, norm_ppo, norm_sgd = _ENV_TABLE[env_id]
+    del lr, b1, b2, sgd_lr, l2o_lr
+    value = norm_ppo if kind == "ppo" else norm_sgd
+    if value is None:
+        return "none: the original code has none for this env"
+    if env_id in ("brax/humanoid", "brax/walker2d", "brax/hopper"):
+        if kind == "ppo":
+            return "placeholder: the original code copies Ant's PPO return (6517.31)"
+        return "placeholder: the original code's SGD normaliser is 1.0"
+    return None
 
 
 def preset(env_id: str) -> dict[str, Any]:

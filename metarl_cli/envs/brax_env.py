@@ -56,7 +56,7 @@ class BraxVecEnv:
         brax_name: str,
         num_envs: int,
         *,
-        backend: str = "spring",
+        backend: str = "positional",
         episode_length: int = 1000,
         clip_action: bool = True,
     ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from metarl_cli.registry import Registry
 
@@ -50,23 +50,59 @@ class FeatureSpec:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class LearnedAlgorithm(Protocol):
-    """What every learned algorithm provides (see `learned/lpo.py` for an example).
+class SymbolicFunction(NamedTuple):
+    """How an algorithm's symbolic program is written out.
 
-    Three forms of kernel fill the same slot: `neural` (theta + the network, `init`/`apply`),
-    `symbolic` (an expression over `symbolic_variables`) and `code` (Python source of a function
-    with parameters `code_parameters`, checked by `learned/sandbox.py`). `code_inputs`,
-    `code_output` and `warm_start` (the hand-designed reference as code) are what the LLM
-    prompt needs; `sample_inputs` draws the synthetic inputs of distillation.
+    Attributes:
+        name: the function name of the readable program (Supplement C: `LPO_Symbolic`); the
+            exact kernel text uses it in lower case.
+        params: the readable program's parameters (None: the symbolic data's columns).
+        prologue: lines of the readable program computing derived inputs (`log_r = log(r)`).
     """
 
     name: str
-    slot: str  # "drift" | "optimiser"
+    params: tuple[str, ...] | None = None
+    prologue: tuple[str, ...] = ()
+
+
+class LearnedAlgorithm(Protocol):
+    """What every learned algorithm provides (see `learned/lpo.py` for an example).
+
+    Everything specific to one algorithm is here, so meta-learners, analysis and the CLI ask
+    the algorithm instead of switching on its id. Three forms of kernel fill the same slot:
+    `neural` (theta + the network, `init`/`apply`), `symbolic` (an expression over
+    `symbolic_variables`) and `code` (Python source of a function with parameters
+    `code_parameters`, checked by `learned/sandbox.py`). `code_inputs`, `code_output`,
+    `warm_start` and `prompt_example` are what the LLM prompt needs; `sample_inputs` draws the
+    synthetic inputs of distillation. Members marked "symbolic distillation" are needed only
+    by algorithms that support it (feed-forward, with a symbolic form).
+    """
+
+    name: str
+    """Registry id (lower case)."""
+    display_name: str
+    """The name in reports, tables and figures ("LPO", "Feed-Forward OPEN")."""
+    slot: str
+    """The trainer slot it fills: "drift" | "optimiser"."""
     spec: FeatureSpec
     forms: tuple[str, ...]
+    """Kernel forms it can run: a subset of ("neural", "symbolic", "code")."""
+    recurrent: bool
+    """Carries a per-parameter state between steps (symbolic distillation refuses these)."""
+    widths: tuple[str, ...]
+    """The architecture keys that are layer widths (a smaller student halves each)."""
+    distil_options: tuple[str, ...]
+    """Options its distillation problem takes: "target" (value | grad of a drift),
+    "rollout" (sequence length of a recurrent problem, which also needs the PPO schedule)."""
+    reference_baseline: str
+    """The registered baseline (`baselines.py`: "ppo" | "sgd") whose per-env return
+    normalises the fitness of its code kernels (discover, reference §7.1)."""
     code_parameters: tuple[str, ...]
     code_output: str
     warm_start: str
+    prompt_example: tuple[str, str, str] | None
+    """Supplement D's worked example: (function name, thought, body under the generated
+    signature); None: the prompt shows the warm start instead."""
 
     @property
     def code_inputs(self) -> dict[str, str]: ...
@@ -83,17 +119,76 @@ class LearnedAlgorithm(Protocol):
         ...
 
     def architecture_for(self, hsize: int) -> dict[str, Any]:
-        """The architecture for `--hsize`."""
+        """The architecture for `--hsize`; raises `ConfigError` for a size it cannot take."""
+        ...
+
+    def architecture_with(self, widths: dict[str, int]) -> dict[str, Any]:
+        """The full architecture with these layer `widths` (distillation's same-size and
+        smaller students)."""
         ...
 
     def init(self, key: Any, **architecture: Any) -> Any:
-        """Initial meta-parameters theta for `architecture` (the reference where possible)."""
+        """Freshly initialised meta-parameters theta for `architecture` (a distilled
+        student's start; its shapes are what an artefact's tensors must have)."""
+        ...
+
+    def initial_theta(self, key: Any, **architecture: Any) -> Any:
+        """Where meta-learning starts: the ES search mean at generation 0 (the paper's all-zero
+        vector: LPO at PPO's drift)."""
         ...
 
     def kernel(
         self, cfg: Any, architecture: dict[str, Any], form: str = "neural", text: str | None = None
     ) -> Any:
         """The slot object the trainer calls with theta (static, hashable)."""
+        ...
+
+    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        """Problems that make a slot object invalid for its slot (LPO: the mirror-learning
+        drift conditions); [] when there are none or nothing is checked."""
+        ...
+
+    def distillation_problem(
+        self,
+        *,
+        target: str | None = None,
+        clip_eps: float = 0.2,
+        seq_len: int | None = None,
+        schedule: tuple[int, int, int] | None = None,
+    ) -> Any:
+        """Its black-box distillation problem (a `learned.distillation.DistillationProblem`);
+        the options it does not list in `distil_options` are ignored."""
+        ...
+
+    checkpoint_format: str | None
+    """A foreign checkpoint `metarl import <name>` reads (None: none)."""
+
+    def import_checkpoint(self, path: Any) -> tuple[Any, dict[str, int]]:
+        """(theta, architecture) of a foreign checkpoint (only with a `checkpoint_format`)."""
+        ...
+
+    # --- symbolic distillation ---------------------------------------------------------------
+
+    symbolic_function: SymbolicFunction
+    symbolic_search: dict[str, Any]
+    """Table 10's search space for it (population, max_size, max_depth, operators,
+    num_points)."""
+
+    def symbolic_data(
+        self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,
+        clip_eps: float,
+    ) -> Any:  # fmt: skip
+        """The teacher `theta`'s outputs on about `n` synthetic inputs (a `SymbolicData`)."""
+        ...
+
+    def symbolic_holdout(self, key: Any, n: int) -> dict[str, Any]:
+        """Fresh inputs for the round trip: variable name -> [n] (every variable the kernel
+        may use)."""
+        ...
+
+    def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, Any]:
+        """Drift algorithms: the symbolic inputs that depend on the ratio r, at `ratio` (a
+        program minus itself at r = 1 vanishes there)."""
         ...
 
 
@@ -103,8 +198,7 @@ ALGORITHMS: Registry[Any] = Registry("learned algorithm")
 _MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open", "metarl_cli.learned.nofeat")
 
 
-def get_algorithm(name: str) -> Any:
-    """Imports the algorithm modules and returns the registered algorithm `name`."""
+def _import_modules() -> None:
     import importlib
 
     for module in _MODULES:
@@ -113,7 +207,43 @@ def get_algorithm(name: str) -> Any:
         except ModuleNotFoundError as e:
             if e.name != module:
                 raise
+
+
+def get_algorithm(name: str) -> Any:
+    """Imports the algorithm modules and returns the registered algorithm `name`."""
+    _import_modules()
     return ALGORITHMS.get(name)
+
+
+def algorithms() -> list[Any]:
+    """Every registered algorithm, in id order (imports the algorithm modules)."""
+    _import_modules()
+    return [ALGORITHMS.get(name) for name in ALGORITHMS.names()]
+
+
+def display_name(name: str) -> str:
+    """The report name of algorithm `name` ("LPO"); an unregistered id is its own name."""
+    _import_modules()
+    return ALGORITHMS.get(name).display_name if name in ALGORITHMS else name
+
+
+def check_hsize(hsize: int, *, even: bool = False, why: str = "") -> None:
+    """Refuses an `--hsize` below 1 (or, with `even`, odd or below 2: `why` says why)."""
+    from metarl_cli.errors import ConfigError
+
+    if hsize < 1:
+        raise ConfigError(f"--hsize must be at least 1, got {hsize}")
+    if even and (hsize < 2 or hsize % 2):
+        raise ConfigError(f"--hsize must be even and at least 2 {why}, got {hsize}")
+
+
+def resolve_architecture(algorithm: Any, suite: str, hsize: int | None) -> dict[str, int]:
+    """`--hsize h` as the algorithm's sizes (validated), else Table 8's for the suite."""
+    if hsize is None:
+        arch = algorithm.default_architecture(suite)
+    else:
+        arch = algorithm.architecture_for(hsize)
+    return {k: int(v) for k, v in arch.items()}
 
 
 def check_form(algorithm: Any, form: str, text: str | None) -> None:
@@ -156,13 +286,11 @@ def slots_for(
     with PPO's clipped objective. A code kernel runs from `code` (its `ExportedKernel`); its
     source `text` is only for reading.
     """
-    from metarl_cli.rl.slots import AdamOptimiser, Slots
+    from metarl_cli.rl.slots import fill_slots
 
     if form == "code":
         kernel = algorithm.kernel(cfg, architecture, form=form, code=code)
     else:
         check_form(algorithm, form, text)
         kernel = algorithm.kernel(cfg, architecture, form=form, text=text)
-    if algorithm.slot == "drift":
-        return Slots(drift=kernel, optimiser=AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps))
-    return Slots(optimiser=kernel)
+    return fill_slots(cfg, **{algorithm.slot: kernel})

@@ -17,6 +17,7 @@ from metarl_cli.artefacts import Manifest, artefact_digest, load_artefact
 from metarl_cli.errors import ArtefactError, KernelError, UnknownNameError
 from metarl_cli.learned.base import get_algorithm, slots_for
 from metarl_cli.learned.exported import FORMAT, ExportedKernel
+from metarl_cli.rl.slots import Theta
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,17 @@ class LoadedKernel:
         return self.manifest.expression if self.form == "symbolic" else self.manifest.source
 
     @property
-    def theta(self) -> dict[str, Any]:
+    def theta(self) -> Theta:
         """The trainer's θ: the neural kernel's weights in its slot, nothing elsewhere."""
         import jax
         import jax.numpy as jnp
 
-        theta: dict[str, Any] = {"drift": {}, "optimiser": {}}
-        if self.form == "neural":
-            theta[self.algorithm.slot] = jax.tree.map(jnp.asarray, self.tensors)
-        return theta
+        if self.form != "neural":
+            return Theta()
+        return Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, self.tensors))
 
     def kernel(self, cfg: Any) -> Any:
-        """The slot object for `cfg` (the trainer calls it with `theta[slot]`)."""
+        """The slot object for `cfg` (the trainer calls it with its slot of `theta`)."""
         text = None if self.form == "code" else self.text
         return self.algorithm.kernel(
             cfg, dict(self.manifest.architecture), form=self.form, text=text, code=self.code

@@ -22,7 +22,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from metarl_cli.learned.base import SymbolicFunction, check_hsize
+from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
 from metarl_cli.learned.exported import (
     ExportedKernel,
     KernelSignature,
@@ -31,7 +34,14 @@ from metarl_cli.learned.exported import (
 )
 from metarl_cli.learned.open import _mlp as _open_mlp
 from metarl_cli.learned.open import _second_moment_normalise
-from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES, PerParamOptimiser
+from metarl_cli.learned.perparam import (
+    DECAYS,
+    EXP_MULT,
+    MOMENTUM_NAMES,
+    OPTIMISER_SYMBOLIC_SEARCH,
+    STEP_MULT,
+    PerParamOptimiser,
+)
 
 __all__ = [
     "NUM_FEATURES",
@@ -74,8 +84,8 @@ class NoFeatRule:
     """Neural No Features: normalised `[p, m x6, g]` -> MLP -> `o0 * 1e-3 * exp(o1 * 1e-3)`."""
 
     hidden: int = 16
-    lr_step_mult: float = 0.001
-    exp_mult: float = 0.001
+    lr_step_mult: float = STEP_MULT
+    exp_mult: float = EXP_MULT
     needs_activations: bool = False
 
     def init_state(self, n: int):
@@ -175,6 +185,44 @@ WARM_START = """def SGD(p, m_0_1, m_0_5, m_0_9, m_0_99, m_0_999, m_0_9999, g, lr
     update = g * lr
     return update
 """
+SYMBOLIC_FUNCTION = SymbolicFunction("No_Feat_Symbolic")
+# Supplement D's worked example for the LLM prompt: (name, thought, body).
+PROMPT_EXAMPLE = (
+    "SGD_mom_0_99",
+    "Based on the previous outputs, I should try replacing the gradient with m_0_99 to "
+    "incorporate momentum.",
+    "    update = m_0_99 * lr\n    return update\n",
+)
+
+
+@dataclass(frozen=True)
+class NoFeatProblem(DistillationProblem):
+    """The compared output is `o0 exp(o1 1e-3)`, in units of the step multiplier 1e-3 (the
+    original's MSE on the update times 1e6). Features are normalised over the batch, which
+    stands in for one tensor."""
+
+    def outputs(self, theta, architecture, batch):
+        x = nofeat_features(batch["p"], batch["g"], batch["mom"])
+        out = _mlp(int(architecture["hidden"])).apply(theta, x)
+        return out[:, 0] * jnp.exp(out[:, 1] * EXP_MULT)
+
+
+def symbolic_inputs(key: jax.Array, n: int) -> np.ndarray:
+    """[n, 8] inputs `[p, m x 6, g]` drawn from the sampler, normalised over all n points."""
+    raw = NoFeatAlgorithm().sample_inputs(key, n)
+    return np.asarray(nofeat_features(raw["p"], raw["g"], raw["mom"]), np.float32)
+
+
+def symbolic_targets(theta: Any, architecture: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The teacher's deterministic update `o0 * 1e-3 * exp(o1 * 1e-3)` for inputs `x`."""
+    theta = jax.tree.map(jnp.asarray, theta)
+    mlp = _mlp(int(architecture.get("hidden", 16)))
+
+    def update(xx):
+        out = mlp.apply(theta, xx)
+        return out[:, 0] * STEP_MULT * jnp.exp(out[:, 1] * EXP_MULT)
+
+    return chunked(jax.jit(update), x)
 
 
 @dataclass(frozen=True)
@@ -182,8 +230,16 @@ class NoFeatAlgorithm:
     """No Features as a learned algorithm (registry id `nofeat`)."""
 
     name: str = "nofeat"
+    display_name: str = "No Features"
     slot: str = "optimiser"
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
+    recurrent: bool = False
+    widths: tuple[str, ...] = ("hidden",)
+    distil_options: tuple[str, ...] = ()
+    reference_baseline: str = "sgd"
+    prompt_example: tuple[str, str, str] | None = PROMPT_EXAMPLE
+    checkpoint_format: str | None = None
+    symbolic_function: SymbolicFunction = SYMBOLIC_FUNCTION
     code_parameters: tuple[str, ...] = CODE_PARAMETERS
     code_signature: KernelSignature = CODE_SIGNATURE
     code_output: str = "update: the parameter moves by p <- p - update"
@@ -219,15 +275,55 @@ class NoFeatAlgorithm:
         }
 
     def default_architecture(self, suite: str) -> dict[str, int]:
-        """Table 8: hidden 16."""
-        del suite
-        return {"hidden": 16}
+        """Table 8: dense layers of 32 on MinAtar, 16 on Ant (and elsewhere)."""
+        return {"hidden": 32 if suite == "minatar" else 16}
 
     def architecture_for(self, hsize: int) -> dict[str, int]:
+        check_hsize(hsize)
         return {"hidden": int(hsize)}
+
+    def architecture_with(self, widths: dict[str, int]) -> dict[str, int]:
+        return {"hidden": int(widths["hidden"])}
 
     def init(self, key: jax.Array, hidden: int = 16):
         return init_theta(key, hidden)
+
+    def initial_theta(self, key: jax.Array, hidden: int = 16):
+        """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
+        return jax.tree.map(jnp.zeros_like, self.init(key, hidden))
+
+    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        del kernel, theta, clip_eps
+        return []
+
+    def distillation_problem(
+        self,
+        *,
+        target: str | None = None,
+        clip_eps: float = 0.2,
+        seq_len: int | None = None,
+        schedule: tuple[int, int, int] | None = None,
+    ) -> NoFeatProblem:
+        del target, clip_eps, seq_len, schedule
+        return NoFeatProblem(self)
+
+    @property
+    def symbolic_search(self) -> dict[str, Any]:
+        search = OPTIMISER_SYMBOLIC_SEARCH
+        return {**search, "operators": list(search["operators"])}
+
+    def symbolic_data(
+        self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,
+        clip_eps: float,
+    ) -> SymbolicData:  # fmt: skip
+        """The 8 normalised inputs `[p, m x 6, g]`; the target is the deterministic update."""
+        del grad_loss, clip_eps
+        x = symbolic_inputs(key, n)
+        return SymbolicData(FEATURE_NAMES, x, symbolic_targets(theta, architecture, x))
+
+    def symbolic_holdout(self, key: Any, n: int) -> dict[str, np.ndarray]:
+        x = symbolic_inputs(key, n)
+        return {name: x[:, i] for i, name in enumerate(FEATURE_NAMES)}
 
     def kernel(
         self,

@@ -31,13 +31,20 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metarl_cli.errors import ArtefactError
+from metarl_cli.learned.base import SymbolicFunction, check_hsize
 from metarl_cli.learned.exported import (
     ExportedKernel,
     KernelSignature,
     code_kernel,
     signature_for,
 )
-from metarl_cli.learned.perparam import DECAYS, MOMENTUM_NAMES
+from metarl_cli.learned.perparam import (
+    DECAYS,
+    EXP_MULT,
+    MOMENTUM_NAMES,
+    OPTIMISER_SYMBOLIC_SEARCH,
+    STEP_MULT,
+)
 
 __all__ = [
     "DECAYS",
@@ -247,8 +254,8 @@ class OpenRule:
     hidden: int
     gru: int
     recurrent: bool = True
-    lr_step_mult: float = 0.001
-    exp_mult: float = 0.001
+    lr_step_mult: float = STEP_MULT
+    exp_mult: float = EXP_MULT
     needs_activations: bool = True
 
     @property
@@ -406,6 +413,25 @@ WARM_START_FF = """def SGD(
     return update
 """
 
+# Supplement D's worked examples for the LLM prompt: (name, thought, body).
+PROMPT_EXAMPLE_FF = (
+    "sgd_dorm",
+    "Based on the previous outputs, I should try dividing the gradient by dormancy to give "
+    "larger updates to more dormant neurons.",
+    "    update = g * lr / (dorm)\n    return update\n",
+)
+PROMPT_EXAMPLE_RECURRENT = (
+    "Adam_rand",
+    "Based on the previous outputs, I will try making the update slightly stochastic.",
+    "    var = (1 - 0.999) * jnp.square(g) + 0.999 * var\n"
+    "    var_hat = var / (1 - 0.999**iteration)\n"
+    "    m_hat = m_0_9 / (1 - 0.9**iteration)\n"
+    "    adam = m_hat / jnp.sqrt(var_hat + 1e-8)\n"
+    "    adam = adam + rand * 0.0001\n"
+    "    update = adam * lr\n"
+    "    return update, var\n",
+)
+
 WARM_START_RECURRENT = """def Adam(
     p, m_0_1, m_0_5, m_0_9, m_0_99, m_0_999, m_0_9999, l_p, b_p, t_p, dorm, g, rand, lr,
     iteration, var
@@ -450,6 +476,43 @@ class OpenAlgorithm:
         return _spec(self.name)
 
     @property
+    def display_name(self) -> str:
+        return "OPEN" if self.recurrent else "Feed-Forward OPEN"
+
+    @property
+    def widths(self) -> tuple[str, ...]:
+        """Recurrent OPEN's GRU is sized separately; the feed-forward one has none."""
+        return ("hidden", "gru") if self.recurrent else ("hidden",)
+
+    @property
+    def distil_options(self) -> tuple[str, ...]:
+        return ("rollout",) if self.recurrent else ()
+
+    @property
+    def reference_baseline(self) -> str:
+        """The original measured recurrent OPEN against PPO with Adam, OPEN-FF against SGD."""
+        return "ppo" if self.recurrent else "sgd"
+
+    @property
+    def prompt_example(self) -> tuple[str, str, str]:
+        return PROMPT_EXAMPLE_RECURRENT if self.recurrent else PROMPT_EXAMPLE_FF
+
+    @property
+    def checkpoint_format(self) -> str | None:
+        """The original code's released checkpoints are recurrent OPEN's."""
+        if not self.recurrent:
+            return None
+        lengths = " or ".join(str(n) for n in OPEN_NPY_ARCHS)
+        return f"a released OPEN .npy (float32, length {lengths})"
+
+    def import_checkpoint(self, path: str | Path) -> tuple[Any, dict[str, int]]:
+        """(theta, architecture) of a released OPEN `.npy` (`import_open_npy`)."""
+        if not self.recurrent:
+            raise ArtefactError(f"{self.name} has no released checkpoints to import")
+        theta, hidden, gru = import_open_npy(path)
+        return theta, {"hidden": hidden, "gru": gru}
+
+    @property
     def code_parameters(self) -> tuple[str, ...]:
         return code_parameters(self.recurrent)
 
@@ -488,11 +551,68 @@ class OpenAlgorithm:
         return {"hidden": 32, "gru": 16} if suite == "minatar" else {"hidden": 16, "gru": 8}
 
     def architecture_for(self, hsize: int) -> dict[str, int]:
-        """`--hsize h`: dense h, GRU h/2 (as the original scripts)."""
+        """`--hsize h`: dense h, GRU h/2 (as the original scripts; recurrent: h even)."""
+        why = "for recurrent OPEN (its GRU has hsize/2 units)"
+        check_hsize(hsize, even=self.recurrent, why=why)
         return {"hidden": int(hsize), "gru": max(1, int(hsize) // 2)}
+
+    def architecture_with(self, widths: dict[str, int]) -> dict[str, int]:
+        if self.recurrent:
+            return {"hidden": int(widths["hidden"]), "gru": int(widths["gru"])}
+        return {"hidden": int(widths["hidden"]), "gru": max(1, int(widths["hidden"]) // 2)}
 
     def init(self, key: jax.Array, hidden: int = 16, gru: int = 8):
         return init_theta(key, hidden, gru, self.recurrent)
+
+    def initial_theta(self, key: jax.Array, hidden: int = 16, gru: int = 8):
+        """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
+        return jax.tree.map(jnp.zeros_like, self.init(key, hidden, gru))
+
+    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        del kernel, theta, clip_eps
+        return []
+
+    def distillation_problem(
+        self,
+        *,
+        target: str | None = None,
+        clip_eps: float = 0.2,
+        seq_len: int | None = None,
+        schedule: tuple[int, int, int] | None = None,
+    ) -> Any:
+        """Recurrent: sequences of optimiser steps; feed-forward: single updates."""
+        from metarl_cli.learned.open_distil import OpenFFProblem, RecurrentOpenProblem
+
+        del target, clip_eps
+        if not self.recurrent:
+            return OpenFFProblem(self)
+        schedule = tuple(schedule or (1220, 4, 8))
+        return RecurrentOpenProblem(self, seq_len=seq_len or 100, schedule=schedule)
+
+    @property
+    def symbolic_function(self) -> SymbolicFunction:
+        return SymbolicFunction("OPEN_Symbolic")
+
+    @property
+    def symbolic_search(self) -> dict[str, Any]:
+        search = OPTIMISER_SYMBOLIC_SEARCH
+        return {**search, "operators": list(search["operators"])}
+
+    def symbolic_data(
+        self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,
+        clip_eps: float,
+    ) -> Any:  # fmt: skip
+        """Feed-forward only: the 19 normalised features plus `rand`; the target is the
+        teacher's full stochastic update (`open_distil.py`)."""
+        from metarl_cli.learned.open_distil import symbolic_data
+
+        del grad_loss, clip_eps
+        return symbolic_data(theta, architecture, key, n)
+
+    def symbolic_holdout(self, key: Any, n: int) -> dict[str, np.ndarray]:
+        from metarl_cli.learned.open_distil import symbolic_holdout
+
+        return symbolic_holdout(key, n)
 
     def kernel(
         self,

@@ -24,6 +24,16 @@ import numpy as np
 
 DECAYS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 MOMENTUM_NAMES = tuple(f"m_{str(b).replace('.', '_')}" for b in DECAYS)  # m_0_1 .. m_0_9999
+STEP_MULT = 1e-3  # OPEN's and No Features' lr_step_mult: the unit of their outputs' updates
+EXP_MULT = 1e-3  # ... and their exp_mult
+# Table 10 mapped to Operon (docs/symbolic.md): the learned optimisers' symbolic search space.
+OPTIMISER_SYMBOLIC_SEARCH = {
+    "population": 5000,
+    "max_size": 60,
+    "max_depth": 9,
+    "operators": ["add", "sub", "mul", "div", "min", "max", "exp", "tanh", "abs"],
+    "num_points": 1_000_000,
+}
 
 
 @dataclass(frozen=True)

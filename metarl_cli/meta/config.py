@@ -37,8 +37,9 @@ class ESConfig(BaseModel):
             RL runs draw from the seed streams of `seeds.py` (fitness, selection).
         strategy: the evosax algorithm (`open_es` is the paper's).
         chunk: population runs vmapped together per device per call (None: all).
-        select: which candidate becomes the output: the final mean, or the mean with the best
-            periodic evaluation.
+        select: which candidate becomes the output: the mean with the best periodic
+            evaluation on the training envs (default; the paper counts training up to peak
+            in-distribution performance), or the final mean.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -47,7 +48,7 @@ class ESConfig(BaseModel):
     envs: list[str] = Field(min_length=1)
     architecture: dict[str, int]
     strategy: Strategy = "open_es"
-    select: Literal["final", "best-eval"] = "final"
+    select: Literal["final", "best-eval"] = "best-eval"
     num_generations: int = Field(800, ge=1)
     popsize: int = Field(64, ge=2)
     num_rollouts: int = Field(1, ge=1)

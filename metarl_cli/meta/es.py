@@ -1,10 +1,11 @@
 """Evolution strategies meta-training: the resumable host loop (ask -> fitness -> tell).
 
 OpenAI-ES (Salimans et al., 2017, arXiv:1703.03864) as used by Goldie et al. (2025,
-arXiv:2507.17668): the loop knows nothing of RL. A `Problem` gives the solution template and
-`fitness(population, key)`; `evolve` asks the evosax strategy for a population, scores it,
-tells the strategy, and every `save_every_k` generations writes a checkpoint and calls
-`on_checkpoint` (the RL problem writes a periodic artefact and evaluates the mean there).
+arXiv:2507.17668): the loop knows nothing of RL. A `Problem` gives the solution template, the
+starting mean and `fitness(population, key)`; `evolve` asks the evosax strategy for a
+population, scores it, tells the strategy, and every `save_every_k` generations writes a
+checkpoint and calls `on_checkpoint` (the RL problem writes a periodic artefact and evaluates
+the mean there).
 
 Resuming is exact: generation g draws its keys from `fold_in(key(seed), g)` and its fitness
 runs from block g of the `es_fitness` seed stream (`seeds.py`), not from a key chained
@@ -39,6 +40,7 @@ class Problem(Protocol):
     """What `evolve` optimises (higher fitness is better)."""
 
     template: Any  # a pytree shaped like one solution
+    start: Any  # the search mean at generation 0, shaped like `template`
     env_steps_per_generation: int
 
     def fitness(self, population: Any, keys: jax.Array) -> CombinedFitness:
@@ -124,7 +126,7 @@ def evolve(
 
     es, params = make_strategy(cfg, problem.template)
     key_init, key_gens = jax.random.split(jax.random.key(cfg.seed))
-    state = init_state(cfg, es, params, problem.template, key_init)
+    state = init_state(cfg, es, params, problem.start, key_init)
     leaves, treedef = jax.tree.flatten(state)
     _, unravel = ravel_pytree(problem.template)
     progress = Progress()

@@ -26,17 +26,6 @@ from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.seeds import ES_FITNESS, SELECTION, record, run_key_data
 
 
-def architecture_for(algorithm: Any, suite: str, hsize: int | None) -> dict[str, int]:
-    """`--hsize h` as the algorithm's sizes (OPEN: GRU h/2), else Table 8's for the suite."""
-    if hsize is None:
-        return {k: int(v) for k, v in algorithm.default_architecture(suite).items()}
-    if hsize < 1:
-        raise ConfigError(f"--hsize must be at least 1, got {hsize}")
-    if algorithm.name in ("open", "open_ff"):
-        return {"hidden": hsize, "gru": max(1, hsize // 2)}
-    return {"hidden": hsize}
-
-
 @dataclass
 class ESPlan:
     """A validated run: nothing has been written yet."""
@@ -101,6 +90,7 @@ class RLProblem:
         cfg, alg = plan.cfg, plan.algorithm
         self.cfg = cfg
         self.template = alg.init(jax.random.key(0), **cfg.architecture)
+        self.start = alg.initial_theta(jax.random.key(0), **cfg.architecture)
         self.fitness_fns = {
             env_id: PopulationFitness(
                 make_train(tc, make_env(tc), slots_for(alg, tc, cfg.architecture)),

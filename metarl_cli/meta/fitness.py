@@ -27,16 +27,15 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from metarl_cli.rl.parallel import AXIS, make_mesh
+from metarl_cli.rl.slots import Theta
 
 WORST_FITNESS = -1e6
 """The fitness of a member whose run failed: below any normalised return."""
 
 
-def full_theta(slot: str, slot_theta: Any) -> dict[str, Any]:
-    """The trainer's theta with `slot_theta` in `slot` and nothing in the other slot."""
-    theta: dict[str, Any] = {"drift": {}, "optimiser": {}}
-    theta[slot] = slot_theta
-    return theta
+def full_theta(slot: str, slot_theta: Any) -> Theta:
+    """`Theta.for_slot(slot, slot_theta)` (kept for scripts that import it from here)."""
+    return Theta.for_slot(slot, slot_theta)
 
 
 class PopulationFitness:
@@ -59,14 +58,14 @@ class PopulationFitness:
 
         def init_one(args):
             member, key = args
-            return trainer.init(full_theta(slot, member), key)
+            return trainer.init(Theta.for_slot(slot, member), key)
 
         # lax.map: one run at a time on one device (no multi-device program, see above).
         self._init = jax.jit(lambda members, keys: jax.lax.map(init_one, (members, keys)))
 
         def per_device(members, states):
             def run_one(member, state):
-                return trainer.run(full_theta(slot, member), state).final_return
+                return trainer.run(Theta.for_slot(slot, member), state).final_return
 
             return jax.vmap(run_one)(members, states)
 

@@ -86,11 +86,9 @@ def strong(tree: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), tree)
 
 
-def init_state(cfg: ESConfig, es: Any, params: Any, template: Any, key: Any) -> Any:
-    """The strategy's state with an all-zero mean (the paper's start) and sigma = noise level."""
-    import jax
-
-    mean = jax.tree.map(jnp.zeros_like, template)
+def init_state(cfg: ESConfig, es: Any, params: Any, mean: Any, key: Any) -> Any:
+    """The strategy's state with search mean `mean` (the algorithm's `initial_theta`; the
+    paper's is all zeros) and sigma = noise level."""
     state = es.init(key, mean, params)
     if cfg.strategy == "open_es":
         state = state.replace(std=jnp.float32(cfg.noise_level))

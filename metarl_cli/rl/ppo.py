@@ -22,7 +22,7 @@ from flax import struct
 from metarl_cli.config.models import TrainConfig
 from metarl_cli.rl import networks as nets
 from metarl_cli.rl.gae import gae
-from metarl_cli.rl.slots import AdamOptimiser, OptContext, Slots
+from metarl_cli.rl.slots import OptContext, Slots, Theta, fill_slots
 
 
 class Transition(NamedTuple):
@@ -75,17 +75,18 @@ class Trainer:
     """A compiled-once PPO run: `init(theta, key)`, `run(theta, state)`, `__call__(theta, key)`."""
 
     def __init__(self, cfg: TrainConfig, env: Any, slots: Slots) -> None:
+        slots = fill_slots(cfg, slots.drift, slots.optimiser)
         self.cfg, self.env, self.slots = cfg, env, slots
         spec = env.spec
         self.actor = nets.Actor(
             spec.action_dim, spec.continuous, cfg.hidden_size, cfg.num_hidden_layers, cfg.activation
         )
         self.critic = nets.Critic(cfg.hidden_size, cfg.num_hidden_layers, cfg.activation)
-        self.drift = slots.drift
-        self.opt = slots.optimiser or AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps)
+        self.drift, self.opt = slots.drift, slots.optimiser
 
-    def init(self, theta: Any, key: jax.Array) -> RunnerState:
+    def init(self, theta: Theta, key: jax.Array) -> RunnerState:
         """Initial parameters, optimiser state and environments for one run."""
+        theta = Theta.of(theta)
         k_actor, k_critic, k_env, k_opt, key = jax.random.split(key, 5)
         dummy = jnp.zeros((1, self.env.spec.obs_dim))
         params = {
@@ -93,14 +94,15 @@ class Trainer:
             "critic": self.critic.init(k_critic, dummy)["params"],
         }
         obs, env_state = self.env.reset(k_env)
-        opt_state = self.opt.init(theta["optimiser"], params, k_opt)
+        opt_state = self.opt.init(theta.optimiser, params, k_opt)
         return RunnerState(params, opt_state, env_state, obs, key)
 
-    def __call__(self, theta: Any, key: jax.Array) -> TrainOutput:
+    def __call__(self, theta: Theta, key: jax.Array) -> TrainOutput:
         return self.run(theta, self.init(theta, key))
 
-    def run(self, theta: Any, state: RunnerState) -> TrainOutput:
+    def run(self, theta: Theta, state: RunnerState) -> TrainOutput:
         """The whole training run; pure in (theta, state)."""
+        theta = Theta.of(theta)
         cfg, env, spec = self.cfg, self.env, self.env.spec
         actor, critic, opt = self.actor, self.critic, self.opt
         bootstrap = spec.can_truncate
@@ -139,7 +141,7 @@ class Trainer:
                 entropy = nets.categorical_entropy(out).mean()
             ratio = jnp.exp(log_prob - batch.log_prob)
             adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            drift = self.drift(theta["drift"], ratio, adv, cfg.clip_eps)
+            drift = self.drift(theta.drift, ratio, adv, cfg.clip_eps)
             actor_loss = -jnp.mean(ratio * adv - drift)
             v_clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_eps, cfg.clip_eps)
             value_loss = 0.5 * jnp.mean(
@@ -195,7 +197,7 @@ class Trainer:
                         key=k_opt,
                     )
                     params, opt_state = opt.update(
-                        theta["optimiser"], clip_grads(grads), opt_state, params, ctx
+                        theta.optimiser, clip_grads(grads), opt_state, params, ctx
                     )
                     return (params, opt_state, key), losses
 

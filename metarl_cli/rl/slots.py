@@ -7,18 +7,23 @@
   training and epoch progress, the annealed learning-rate scale, per-unit activations for
   dormancy and a key for stochastic updates. Default: Adam with the preset learning rate/betas.
 
-Each slot's meta-parameters arrive as `theta["drift"]` / `theta["optimiser"]` (traced), so one
-compiled trainer serves every population member. Slots are hashable Python objects (static).
+Each slot's meta-parameters arrive as `theta.drift` / `theta.optimiser` of one `Theta` record
+(traced), so one compiled trainer serves every population member. Slots are hashable Python
+objects (static); `fill_slots` is the one place that puts the paper's defaults in empty slots.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
+
+SLOT_NAMES = ("drift", "optimiser")
 
 
 class OptContext(NamedTuple):
@@ -122,6 +127,46 @@ class Slots:
     optimiser: Any = None  # None -> Adam with the config's lr/b1/b2
 
 
+def fill_slots(cfg: Any, drift: Any = None, optimiser: Any = None) -> Slots:
+    """The trainer's slots with the paper's hand-designed default in every slot not given:
+    PPO's clipped drift, and Adam with the config's learning rate, betas and epsilon (Tables
+    4-6)."""
+    return Slots(
+        drift=PPOClipDrift() if drift is None else drift,
+        optimiser=(
+            AdamOptimiser(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps) if optimiser is None else optimiser
+        ),
+    )
+
+
+@struct.dataclass
+class Theta:
+    """The trainer's meta-parameters: one pytree per slot, `{}` for a slot that has none.
+
+    A pytree (a flax struct), so it passes through `jit`, `vmap` and `shard_map` unchanged;
+    its leaves are the slots' own, drift's first. `Theta()` is the hand-designed baseline's.
+    """
+
+    drift: Any = struct.field(default_factory=dict)
+    optimiser: Any = struct.field(default_factory=dict)
+
+    @classmethod
+    def for_slot(cls, slot: str, value: Any) -> Theta:
+        """θ with `value` in `slot` ("drift" or "optimiser") and nothing in the other."""
+        if slot not in SLOT_NAMES:
+            raise ValueError(f"unknown slot {slot!r}; slots: {', '.join(SLOT_NAMES)}")
+        return cls(**{slot: value})
+
+    @classmethod
+    def of(cls, theta: Theta | Mapping[str, Any]) -> Theta:
+        """`theta` as a `Theta`; a mapping with the keys "drift" and "optimiser" (the older
+        spelling) is converted."""
+        if isinstance(theta, Theta):
+            return theta
+        return cls(drift=theta["drift"], optimiser=theta["optimiser"])
+
+
 def empty_theta() -> dict[str, Any]:
-    """Meta-parameters of the hand-designed baseline: no leaves."""
+    """The baseline's θ in the older mapping spelling, kept for scripts that extend it
+    (`{**empty_theta(), slot: value}`); the trainer accepts it, the package uses `Theta()`."""
     return {"drift": {}, "optimiser": {}}

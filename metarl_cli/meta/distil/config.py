@@ -26,8 +26,10 @@ class DistilConfig(BaseModel):
         algo: the learned algorithm (`lpo`, `open`, `open_ff`, `nofeat`).
         size: `same`, `smaller` (every width halved) or `hsize` (an explicit `--hsize`).
         teacher_architecture, student_architecture: the networks' sizes.
-        lrs: Adam learning rates swept (each annealed linearly to 0 over its run).
-        epochs, iters: epochs per learning rate and Adam steps per epoch.
+        lrs: Adam learning rates swept (each annealed linearly to `lr_end` over its run).
+        lr_end: the learning rate at the end of each run (the original scripts' `--lr-stop`).
+        epochs, iters: epochs per learning rate and Adam steps per epoch; the defaults give the
+            original scripts' 1e6 Adam steps per learning rate (100 x 100 x 100 batches).
         batch_size: synthetic points (recurrent OPEN: sequences) per step, fresh every step.
         test_size: points (sequences) in the fixed held-out set.
         target: LPO only: `value` (the drift's learned term) or `grad` (d drift / d ratio).
@@ -51,8 +53,9 @@ class DistilConfig(BaseModel):
     teacher_architecture: dict[str, int]
     student_architecture: dict[str, int]
     lrs: list[float] = Field(default_factory=lambda: list(PAPER_LRS), min_length=1)
+    lr_end: float = Field(1e-5, ge=0.0)
     epochs: int = Field(10, ge=1)
-    iters: int = Field(1000, ge=1)
+    iters: int = Field(100_000, ge=1)
     batch_size: int = Field(2048, ge=2)
     test_size: int = Field(10_000, ge=2)
     target: Literal["value", "grad"] | None = None

@@ -19,13 +19,14 @@ import optax
 from metarl_cli.meta.distil.problems import Problem
 
 
-def make_optimiser(total_steps: int) -> optax.GradientTransformation:
-    """Adam with a step factor annealed linearly from 1 to 0 over `total_steps`; `Fitter.run`
-    multiplies by the learning rate, a traced argument (one compilation for the whole sweep).
-    """
+def make_optimiser(total_steps: int, end_factor: float = 0.0) -> optax.GradientTransformation:
+    """Adam with a step factor annealed linearly from 1 to `end_factor` over `total_steps`;
+    `Fitter.run` multiplies by the learning rate, a traced argument. With `end_factor =
+    lr_end / lr` the learning rate decays linearly from `lr` to `lr_end`, as in the original
+    scripts (`linear_schedule(lr, lr_stop)`)."""
     return optax.chain(
         optax.scale_by_adam(),
-        optax.scale_by_schedule(optax.linear_schedule(1.0, 0.0, max(total_steps, 1))),
+        optax.scale_by_schedule(optax.linear_schedule(1.0, end_factor, max(total_steps, 1))),
     )
 
 

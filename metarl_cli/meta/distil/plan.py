@@ -19,8 +19,6 @@ from metarl_cli.meta.normalisers import check_normalisers
 from metarl_cli.seeds import SELECTION, run_key_data
 
 SIZES = ("same", "smaller")
-# The layer widths of each algorithm's network (recurrent OPEN also has its GRU's).
-WIDTHS: dict[str, tuple[str, ...]] = {"open": ("hidden", "gru")}
 # The MinAtar preset's PPO schedule (updates at 1e7 steps, epochs, minibatches): the default
 # shape of recurrent OPEN's sequences when no env is given.
 DEFAULT_SCHEDULE = (1220, 4, 8)
@@ -45,7 +43,7 @@ class DistilPlan:
 
 def widths(algorithm: Any, architecture: dict[str, Any]) -> dict[str, int]:
     """The layer widths of `architecture` that the algorithm's network uses."""
-    keys = WIDTHS.get(algorithm.name, ("hidden",))
+    keys = algorithm.widths
     missing = [k for k in keys if not isinstance(architecture.get(k), int)]
     if missing:
         raise ArtefactError(
@@ -75,13 +73,6 @@ def student_architecture(
     elif size == "same" or (size is None and hsize is None):
         by_size = dict(t)
     if hsize is not None:
-        if hsize < 1:
-            raise ConfigError(f"--hsize must be at least 1, got {hsize}")
-        if algorithm.name == "open" and (hsize < 2 or hsize % 2):
-            raise ConfigError(
-                f"--hsize must be even and at least 2 for recurrent OPEN (its GRU has hsize/2 "
-                f"units), got {hsize}"
-            )
         arch = {k: int(v) for k, v in algorithm.architecture_for(hsize).items()}
         if by_size is not None and widths(algorithm, arch) != by_size:
             raise ConfigError(
@@ -90,42 +81,42 @@ def student_architecture(
             )
         return (size or "hsize"), arch
     assert by_size is not None and size in (None, *SIZES)
-    if algorithm.name == "open":
-        return size or "same", by_size
-    arch = algorithm.architecture_for(by_size["hidden"])
+    arch = algorithm.architecture_with(by_size)
     return size or "same", {k: int(v) for k, v in arch.items()}
 
 
+def _refuse_option(algorithm: Any, option: str, value: Any) -> None:
+    """A distillation option the teacher's problem does not take is an error naming those
+    that do (recurrent ones as such)."""
+    if value is None or option in algorithm.distil_options:
+        return
+    from metarl_cli.learned.base import algorithms
+
+    takers = [
+        f"{'recurrent ' if a.recurrent else ''}{a.display_name}"
+        for a in algorithms()
+        if option in a.distil_options
+    ]
+    raise ConfigError(
+        f"--{option} applies to {' and '.join(takers) or 'no algorithm'} only; the teacher is "
+        f"{algorithm.name!r}"
+    )
+
+
 def _load_teacher(path: str | Path) -> tuple[Any, Any, Any]:
-    """(manifest, algorithm, theta) of a neural teacher, checked against its architecture."""
-    import jax
+    """(manifest, algorithm, theta) of a neural teacher, checked by the one artefact loader
+    (integrity, feature spec, tensors against the architecture)."""
+    from metarl_cli.learned.loader import load_kernel
 
-    from metarl_cli.artefacts import load_artefact
-    from metarl_cli.learned.base import get_algorithm
-
-    manifest, tensors = load_artefact(path)
-    name = Path(path).name
+    loaded = load_kernel(path)
+    manifest = loaded.manifest
     if manifest.form != "neural":
         raise ConfigError(
-            f"distillation needs a network; {name} is a {manifest.form} kernel "
+            f"distillation needs a network; {Path(path).name} is a {manifest.form} kernel "
             f"({manifest.algorithm}), not a neural artefact"
         )
-    algorithm = get_algorithm(manifest.algorithm)
-    if manifest.feature_spec.digest != algorithm.spec.digest:
-        raise ArtefactError(
-            f"{name}: feature spec of {manifest.algorithm!r} v{manifest.feature_spec.version} "
-            f"does not match this version's v{algorithm.spec.version}"
-        )
-    arch = widths(algorithm, manifest.architecture)
-    full_arch = {**algorithm.architecture_for(arch["hidden"]), **arch}
-    template = jax.eval_shape(lambda k: algorithm.init(k, **full_arch), jax.random.key(0))
-    want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(template)}
-    have = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(tensors)}
-    if want != have:
-        raise ArtefactError(
-            f"{name}: its tensors do not fit a {manifest.algorithm} network of {arch}"
-        )
-    return manifest, algorithm, tensors
+    widths(loaded.algorithm, manifest.architecture)  # a network distillation can resize
+    return manifest, loaded.algorithm, loaded.tensors
 
 
 def plan_distil(
@@ -136,7 +127,8 @@ def plan_distil(
     hsize: int | None = None,
     lrs: list[float] | None = None,
     epochs: int = 10,
-    iters: int = 1000,
+    iters: int = 100_000,
+    lr_end: float = 1e-5,
     batch_size: int = 2048,
     test_size: int = 10_000,
     target: str | None = None,
@@ -157,12 +149,8 @@ def plan_distil(
 
     manifest, algorithm, tensors = _load_teacher(teacher)
     mode, student = student_architecture(algorithm, manifest.architecture, size, hsize)
-    if target is not None and algorithm.name != "lpo":
-        raise ConfigError(f"--target applies to LPO only; the teacher is {algorithm.name!r}")
-    if rollout is not None and algorithm.name != "open":
-        raise ConfigError(
-            f"--rollout applies to recurrent OPEN only; the teacher is {algorithm.name!r}"
-        )
+    _refuse_option(algorithm, "target", target)
+    _refuse_option(algorithm, "rollout", rollout)
     if target is not None and target not in ("value", "grad"):
         raise ConfigError(f"--target must be value or grad, got {target!r}")
     if rollout is not None and rollout not in ROLLOUTS:
@@ -180,9 +168,10 @@ def plan_distil(
     if num_runs > 0:
         run_key_data(SELECTION, seed, num_runs)  # a bad --seed fails before anything runs
     first = configs[0] if configs else None
-    is_open = algorithm.name == "open"
+    takes_target = "target" in algorithm.distil_options
+    is_recurrent = "rollout" in algorithm.distil_options  # sequences of a PPO run's steps
     schedule = None
-    if is_open:
+    if is_recurrent:
         schedule = (
             (first.num_updates, first.update_epochs, first.num_minibatches)
             if first
@@ -200,11 +189,12 @@ def plan_distil(
         lrs=list(PAPER_LRS if lrs is None else lrs),
         epochs=epochs,
         iters=iters,
+        lr_end=lr_end,
         batch_size=batch_size,
         test_size=test_size,
-        target=(target or "value") if algorithm.name == "lpo" else None,
-        rollout=(rollout or "long") if is_open else None,
-        seq_len=ROLLOUTS[rollout or "long"] if is_open else None,
+        target=(target or "value") if takes_target else None,
+        rollout=(rollout or "long") if is_recurrent else None,
+        seq_len=ROLLOUTS[rollout or "long"] if is_recurrent else None,
         schedule=schedule,
         clip_eps=first.clip_eps if first else 0.2,
         envs=env_ids,

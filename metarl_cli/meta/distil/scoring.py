@@ -83,8 +83,9 @@ class RLScorer:
         import jax
         import jax.numpy as jnp
 
-        full = {"drift": {}, "optimiser": {}}
-        full[self.algorithm.slot] = jax.tree.map(jnp.asarray, theta)
+        from metarl_cli.rl.slots import Theta
+
+        full = Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, theta))
         keys = run_keys(SELECTION, self.seed, self.num_runs)
         per_env = {}
         for cfg, runner in zip(self.configs, self._runners_for(architecture), strict=True):

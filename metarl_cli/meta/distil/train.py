@@ -141,6 +141,7 @@ def distil(
     try:
         for i in range(state.lr_index, len(cfg.lrs)):
             lr = cfg.lrs[i]
+            optimiser = make_optimiser(cfg.total_steps, min(cfg.lr_end / lr, 1.0))
             if state.epoch == 0 or state.params is None:
                 params, opt_state = template, optimiser.init(template)
                 state.sweep = [*state.sweep[:i], {"lr": lr, "curve": [], "diverged": False}]

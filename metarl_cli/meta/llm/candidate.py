@@ -51,7 +51,7 @@ def export_job(plan: DiscoverPlan, code: str) -> dict[str, Any]:
         code,
         seed=plan.cfg.seed,
         lr=plan.lr,
-        strict=True,
+        strict=plan.cfg.prompt != "paper",  # the paper checks finiteness and shape only
         timeout_s=plan.cfg.validate_timeout,
         memory_bytes=memory,
         allow_unconfined=plan.cfg.unsafe_no_sandbox,
@@ -241,4 +241,4 @@ def process(plan: DiscoverPlan, entry: dict[str, Any]) -> None:
         entry.update(status="failed", error=problem, feedback=prompts.failed_message(problem))
         return
     entry.update(status="evaluated", fitness=fitness, error=None)
-    entry["feedback"] = prompts.fitness_message(fitness, per_env)
+    entry["feedback"] = prompts.fitness_message(fitness, per_env, plan.cfg.prompt)

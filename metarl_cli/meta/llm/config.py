@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,7 +14,9 @@ class DiscoverError(MetarlError):
 
 
 # Fields a resumed run must share with the saved one: they define what a fitness means.
-FITNESS_FIELDS = ("algo", "envs", "num_runs", "timesteps", "overrides", "seed")
+FITNESS_FIELDS = ("algo", "envs", "num_runs", "timesteps", "overrides", "seed", "prompt")
+# What a saved run without a field (written by an older metarl) used.
+_SAVED_DEFAULTS = {"prompt": "improved"}
 
 
 class DiscoverConfig(BaseModel):
@@ -36,6 +38,9 @@ class DiscoverConfig(BaseModel):
         api_key_env: the environment variable holding the API key (its name is recorded, never
             its value).
         replay: a recorded conversation to serve instead of calling a model.
+        prompt: `improved` (this package's prompt, the default) or `paper` (Supplement D as
+            printed, `Fitness: X.` feedback, validity checks limited to finiteness and shape:
+            the setting that reproduces the paper).
         unsafe_no_sandbox: run candidates even where a required confinement layer is
             missing on this machine (see docs/discover.md's threat model).
     """
@@ -61,6 +66,7 @@ class DiscoverConfig(BaseModel):
     retries: int = Field(8, ge=0)
     api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     replay: str | None = None
+    prompt: Literal["improved", "paper"] = "improved"
     unsafe_no_sandbox: bool = False
 
     @field_validator("timesteps", mode="before")
@@ -80,7 +86,7 @@ def config_differences(saved: dict[str, Any], cfg: DiscoverConfig) -> list[str]:
     """The fitness-defining fields that differ between a saved run and `cfg`."""
     now = cfg.model_dump(mode="json")
     return [
-        f"{k}: saved {saved.get(k)!r}, now {now[k]!r}"
+        f"{k}: saved {saved.get(k, _SAVED_DEFAULTS.get(k))!r}, now {now[k]!r}"
         for k in FITNESS_FIELDS
-        if saved.get(k) != now[k]
+        if saved.get(k, _SAVED_DEFAULTS.get(k)) != now[k]
     ]

@@ -49,7 +49,6 @@ from metarl_cli.seeds import SELECTION, run_key_data
 
 __all__ = ["DiscoverError", "DiscoverPlan", "DiscoverResult", "discover", "plan_discover"]
 
-_NORMALISER = {"lpo": "ppo", "open": "ppo", "open_ff": "sgd", "nofeat": "sgd"}
 _REFERENCE = {"ppo": "PPO with Adam", "sgd": "PPO with tuned SGD"}
 
 
@@ -90,7 +89,7 @@ def plan_discover(
     configs = {
         e: build_config(e, timesteps=cfg.timesteps, overrides=cfg.overrides) for e in cfg.envs
     }
-    kind = _NORMALISER.get(algorithm.name, "ppo")
+    kind = algorithm.reference_baseline
     known = {e: getattr(c, f"{kind}_normaliser") for e, c in configs.items()}
     check_normalisers(known, kind=kind.upper(), fix="discover on it alone")
     normalisers = divisors(known, kind=kind.upper())
@@ -225,10 +224,10 @@ def discover(
     if not state.archive:
         warm = warm_start(plan, emit)
         state.archive.append(warm)
-        system = prompts.system_prompt(plan.algorithm, fitness_text(plan))
+        system = prompts.system_prompt(plan.algorithm, fitness_text(plan), cfg.prompt)
         state.messages = [
             {"role": "system", "content": system},
-            {"role": "user", "content": prompts.results_message([warm])},
+            {"role": "user", "content": prompts.results_message([warm], cfg.prompt)},
         ]
         state.save(plan.run_dir)
     stopped = None

@@ -12,6 +12,11 @@ first). Three departures from the paper's text, each a fix:
   message refers to rules the model was told.
 
 Feedback messages keep the paper's form (`Fitness: 0.97.`, `Code not valid. Error: ...`).
+
+`style="paper"` (`metarl discover --prompt paper`) uses Supplement D as printed instead
+(`paper_prompt.py`): no environments or normaliser named, no sandbox paragraph, the paper's
+momentum formula, and `Fitness: X.` as the only feedback after an evaluated candidate. That is
+the setting that reproduces the paper; the default `improved` prompt is this module's.
 """
 
 from __future__ import annotations
@@ -22,41 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 _SCALARS = ("lr", "epsilon", "iteration")
-
-# Supplement D's example per algorithm: (name, thought, body). The signature is generated.
-_EXAMPLES = {
-    "lpo": (
-        "tanh_clip",
-        "Based on the previous outputs, I should try to tanh the function.",
-        "    ratio_clip = jnp.tanh(ratio - jnp.clip(ratio, 1 - epsilon, 1 + epsilon))\n"
-        "    ratio_adv = ratio_clip * advantage\n"
-        "    drift = nn.relu(ratio_adv)\n"
-        "    return drift\n",
-    ),
-    "nofeat": (
-        "SGD_mom_0_99",
-        "Based on the previous outputs, I should try replacing the gradient with m_0_99 to "
-        "incorporate momentum.",
-        "    update = m_0_99 * lr\n    return update\n",
-    ),
-    "open_ff": (
-        "sgd_dorm",
-        "Based on the previous outputs, I should try dividing the gradient by dormancy to give "
-        "larger updates to more dormant neurons.",
-        "    update = g * lr / (dorm)\n    return update\n",
-    ),
-    "open": (
-        "Adam_rand",
-        "Based on the previous outputs, I will try making the update slightly stochastic.",
-        "    var = (1 - 0.999) * jnp.square(g) + 0.999 * var\n"
-        "    var_hat = var / (1 - 0.999**iteration)\n"
-        "    m_hat = m_0_9 / (1 - 0.9**iteration)\n"
-        "    adam = m_hat / jnp.sqrt(var_hat + 1e-8)\n"
-        "    adam = adam + rand * 0.0001\n"
-        "    update = adam * lr\n"
-        "    return update, var\n",
-    ),
-}
 
 _DRIFT_TEXT = (
     "Drift functions use the ratio and advantage to limit changes to the policy after updating. "
@@ -98,9 +68,10 @@ def _returns_pair(algorithm: Any) -> bool:
 
 
 def example(algorithm: Any) -> dict[str, str]:
-    """The worked example of the prompt as a reply object."""
-    if algorithm.name in _EXAMPLES:
-        name, thought, body = _EXAMPLES[algorithm.name]
+    """The worked example of the prompt as a reply object (`algorithm.prompt_example`, whose
+    signature is generated here)."""
+    if algorithm.prompt_example is not None:
+        name, thought, body = algorithm.prompt_example
         code = signature(name, algorithm.code_parameters, _returns_pair(algorithm)) + body
     else:  # an algorithm without a paper example: its reference, renamed
         name, thought = "reference", "Start from the reference implementation."
@@ -108,8 +79,16 @@ def example(algorithm: Any) -> dict[str, str]:
     return {"thought": thought, "name": name, "code": code}
 
 
-def system_prompt(algorithm: Any, fitness_text: str) -> str:
-    """Supplement D's prompt for `algorithm`, generated from its code interface."""
+STYLES = ("improved", "paper")
+
+
+def system_prompt(algorithm: Any, fitness_text: str, style: str = "improved") -> str:
+    """Supplement D's prompt for `algorithm`, generated from its code interface (`style`
+    "paper": as printed, `paper_prompt.py`)."""
+    if style == "paper":
+        from metarl_cli.meta.llm import paper_prompt
+
+        return paper_prompt.system_prompt(algorithm, signature)
     drift = algorithm.slot == "drift"
     what = "drift function" if drift else "optimisation algorithm"
     familiar = "drift functions" if drift else "optimisation algorithms"
@@ -160,8 +139,12 @@ def _output_text(algorithm: Any) -> str:
     )
 
 
-def results_message(results: list[dict[str, Any]]) -> str:
+def results_message(results: list[dict[str, Any]], style: str = "improved") -> str:
     """The first user message: the archive so far (the warm start and its fitness)."""
+    if style == "paper":
+        from metarl_cli.meta.llm import paper_prompt
+
+        return paper_prompt.results_message(results)
     table = [{"name": r["name"], "code": r["code"], "fitness": r["fitness"]} for r in results]
     return (
         f"Here are some results we've obtained: \n{json.dumps(table, indent=1)}\n\n"
@@ -169,7 +152,11 @@ def results_message(results: list[dict[str, Any]]) -> str:
     )
 
 
-def fitness_message(fitness: float, per_env: dict[str, float]) -> str:
+def fitness_message(fitness: float, per_env: dict[str, float], style: str = "improved") -> str:
+    if style == "paper":
+        from metarl_cli.meta.llm import paper_prompt
+
+        return paper_prompt.fitness_message(fitness)
     detail = ""
     if len(per_env) > 1:
         detail = " (" + ", ".join(f"{e}: {v:.4g}" for e, v in per_env.items()) + ")"

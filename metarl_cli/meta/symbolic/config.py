@@ -1,8 +1,9 @@
 """The symbolic distillation configuration: a frozen pydantic model (no JAX import).
 
-Defaults are Table 10 of the paper mapped to Operon (see docs/symbolic.md): programs of at most
-40 nodes for LPO and 60 for the optimisers, populations of about PySR's 31 x 33 and 160 x 33,
-10 generations per round, 40 rounds, batches of 5000 rows, constant optimisation on.
+Defaults are Table 10 of the paper mapped to Operon (see docs/symbolic.md), the search space
+from each algorithm (`algorithm.symbolic_search`: programs of at most 40 nodes for LPO and 60
+for the optimisers, populations of about PySR's 31 x 33 and 160 x 33), then 10 generations per
+round, 40 rounds, batches of 5000 rows, constant optimisation on.
 """
 
 from __future__ import annotations
@@ -14,23 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from metarl_cli.meta.symbolic.backends import SearchSettings
 
-# Table 10, mapped to Operon (docs/symbolic.md): LPO / the optimisers.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "lpo": {
-        "population": 1000,
-        "max_size": 40,
-        "max_depth": 8,
-        "operators": ["add", "sub", "mul", "div", "min", "max", "square", "tanh", "abs"],
-        "num_points": 1024 * 1024,
-    },
-    "optimiser": {
-        "population": 5000,
-        "max_size": 60,
-        "max_depth": 9,
-        "operators": ["add", "sub", "mul", "div", "min", "max", "exp", "tanh", "abs"],
-        "num_points": 1_000_000,
-    },
-}
 RESUMABLE_CHANGES = frozenset({"rounds", "threads", "num_runs"})
 
 
@@ -114,10 +98,9 @@ class SymbolicConfig(BaseModel):
 
 
 def default_config(teacher: Any, **values: Any) -> SymbolicConfig:
-    """The config for `teacher`: Table 10's defaults for its algorithm, then `values` (None
-    values are left at the default)."""
-    kind = "lpo" if teacher.name == "lpo" else "optimiser"
-    merged = {**DEFAULTS[kind], "threads": os.cpu_count() or 1}
+    """The config for `teacher`: Table 10's defaults for its algorithm
+    (`algorithm.symbolic_search`), then `values` (None values are left at the default)."""
+    merged = {**teacher.algorithm.symbolic_search, "threads": os.cpu_count() or 1}
     merged.update({k: v for k, v in values.items() if v is not None})
     return SymbolicConfig(algo=teacher.name, teacher_digest=teacher.digest, **merged)
 

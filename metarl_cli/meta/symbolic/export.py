@@ -15,8 +15,8 @@ significant figures and trivial scale factors (`1.0 * x`, `x + 0.0`) dropped, li
 C.1; it is not exact and is never compiled. `round_trip` compiles the exact text to JAX and
 compares it with the backend's own predictions on held-out inputs.
 
-LPO programs are made to vanish at r = 1 by construction: a program `f(log_r, r_minus_1, A)`
-is exported as `f(log_r, r_minus_1, A) - f(0, 0, A)` (see `lpo_vanishing`).
+Drift programs are made to vanish at r = 1 by construction: LPO's `f(log_r, r_minus_1, A)` is
+exported as `f(log_r, r_minus_1, A) - f(0, 0, A)` (see `vanishing`).
 """
 
 from __future__ import annotations
@@ -82,9 +82,11 @@ def fold_constants(program: Program) -> Program:
     return node
 
 
-def lpo_vanishing(program: Program) -> Program:
-    """`f(log_r, r_minus_1, A) - f(0, 0, A)`: zero at r = 1 whatever `f` is."""
-    at_one = fold_constants(substitute(program, {"log_r": 0.0, "r_minus_1": 0.0}))
+def vanishing(program: Program, at_identity: Mapping[str, float]) -> Program:
+    """`f(x) - f(x with at_identity substituted)`: zero where the inputs take those values
+    whatever `f` is (a drift's ratio inputs at r = 1, LPO: `f(log_r, r_minus_1, A) - f(0, 0,
+    A)`)."""
+    at_one = fold_constants(substitute(program, at_identity))
     return ("sub", program, at_one)
 
 

@@ -2,12 +2,13 @@
 
 `Problem` holds the teacher data (targets are divided by their RMS for the search), a fixed
 selection set and held-out inputs for the round trip. The exported kernel is
-`scale * f(inputs)` for the optimisers and `scale * gain * (f(log_r, r_minus_1, A) - f(0, 0,
-A))` for LPO, which is zero at r = 1 whatever the program (the drift slot applies `relu`;
-`gain` is refitted through the relu). Every program is scored on what it would export. The
-search itself fits the drift values with Operon's own L2; with `grad_loss` it uses a Python
-loss: the finite-difference derivative in r of the corrected drift against the teacher's
-gradient.
+`scale * f(inputs)` for the optimisers and, for a drift (LPO), `scale * gain * (f(x) - f(x at
+r = 1))` with the ratio inputs set to their values at r = 1 (`algorithm.symbolic_ratio_inputs`,
+LPO: `f(log_r, r_minus_1, A) - f(0, 0, A)`), which is zero at r = 1 whatever the program (the
+drift slot applies `relu`; `gain` is refitted through the relu). Every program is scored on
+what it would export. The search itself fits the drift values with Operon's own L2; with
+`grad_loss` it uses a Python loss: the finite-difference derivative in r of the corrected
+drift against the teacher's gradient.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from metarl_cli.errors import ArtefactError, MetarlError
+from metarl_cli.learned.distillation import SymbolicData
 from metarl_cli.meta.symbolic import export
 from metarl_cli.meta.symbolic.backends import Candidate, FitTask, Objective
 from metarl_cli.meta.symbolic.config import SymbolicConfig
-from metarl_cli.meta.symbolic.data import DistilData, Teacher
+from metarl_cli.meta.symbolic.data import Teacher
 
 _FD_STEP = 1e-3  # relative step of the finite-difference derivative in r (grad loss)
 
@@ -33,56 +35,65 @@ class Problem:
 
     cfg: SymbolicConfig
     teacher: Teacher
-    data: DistilData
+    data: SymbolicData
     scale: float  # targets are divided by this for the search (RMS of the drift / update)
-    selection: DistilData
+    selection: SymbolicData
     holdout: dict[str, np.ndarray]
     signature: export.Signature
     pretty_signature: export.Signature
 
     @property
-    def lpo(self) -> bool:
-        return self.cfg.algo == "lpo"
+    def drift(self) -> bool:
+        """A drift teacher: programs are made to vanish at r = 1 and get a fitted gain."""
+        return self.teacher.algorithm.slot == "drift"
+
+    lpo = drift  # the older name (benchmark scripts use it)
 
     def matrix(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return np.stack([inputs[n] for n in self.data.names], axis=1).astype(np.float32)
 
-    # LPO design matrices at r = 1 and at r (1 +- h).
-    @staticmethod
-    def at_one(x: np.ndarray) -> np.ndarray:
-        x0 = x.copy()
-        x0[:, :2] = 0.0
-        return x0
+    def _with_ratio(self, x: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+        """`x` with its ratio-dependent columns recomputed at `ratio` (float32)."""
+        out = x.copy()
+        ratio_inputs = self.teacher.algorithm.symbolic_ratio_inputs(ratio)
+        for name, value in ratio_inputs.items():
+            out[:, self.data.names.index(name)] = value
+        return out
 
-    @staticmethod
-    def shifted(x: np.ndarray, ratio: np.ndarray, factor: float) -> np.ndarray:
-        from metarl_cli.meta.symbolic.data import lpo_inputs
+    @property
+    def at_identity(self) -> dict[str, float]:
+        """The ratio inputs' values at r = 1 (a drift's identity point)."""
+        one = self.teacher.algorithm.symbolic_ratio_inputs(np.ones(1, np.float32))
+        return {name: float(value[0]) for name, value in one.items()}
 
-        r = (ratio * np.float32(factor)).astype(np.float32)
-        d = lpo_inputs(r)
-        return np.stack([d["log_r"], d["r_minus_1"], x[:, 2]], axis=1)
+    # Drift design matrices at r = 1 and at r (1 +- h).
+    def at_one(self, x: np.ndarray) -> np.ndarray:
+        return self._with_ratio(x, np.ones(x.shape[0], np.float32))
+
+    def shifted(self, x: np.ndarray, ratio: np.ndarray, factor: float) -> np.ndarray:
+        return self._with_ratio(x, (ratio * np.float32(factor)).astype(np.float32))
 
     def exported(self, program: export.Program, gain: float = 1.0) -> export.Program:
         """The program as exported: scaled back to the target's units (times its fitted
-        `gain` for LPO); LPO made to vanish at r = 1."""
-        body = export.lpo_vanishing(program) if self.lpo else program
+        `gain` for a drift); a drift made to vanish at r = 1."""
+        body = export.vanishing(program, self.at_identity) if self.drift else program
         return ("mul", ("const", float(np.float32(self.scale * gain))), body)
 
     def outputs(self, predict: Callable, x: np.ndarray, gain: float = 1.0) -> np.ndarray:
         """What the exported kernel computes on `x` (before the drift slot's relu), by the
         backend's own evaluation."""
         s = np.float32(self.scale * gain)
-        if self.lpo:
+        if self.drift:
             return (s * (predict(x) - predict(self.at_one(x)))).astype(np.float32)
         return (s * predict(x)).astype(np.float32)
 
-    def fit(self, predict: Callable, part: DistilData) -> tuple[float, float]:
+    def fit(self, predict: Callable, part: SymbolicData) -> tuple[float, float]:
         """(gain, L2) of a program on `part`: the mean squared error of the exported kernel
-        (drift, d drift / dr or update) in the target's units. LPO programs get the best
+        (drift, d drift / dr or update) in the target's units. Drift programs get the best
         scalar gain of their corrected drift (least squares through the relu, as Operon's
         linear scaling does for plain targets; no offset, which would break r = 1)."""
         with np.errstate(all="ignore"):
-            if not self.lpo:
+            if not self.drift:
                 out = self.outputs(predict, part.x)
                 return 1.0, float(np.mean((out - part.y) ** 2))
             x0 = predict(self.at_one(part.x))
@@ -96,11 +107,11 @@ class Problem:
                 gain, loss = best_gain(up, down, step, part.y / np.float32(self.scale))
             return gain, loss * self.scale**2
 
-    def task(self, batch: DistilData) -> FitTask:
+    def task(self, batch: SymbolicData) -> FitTask:
         """The backend's round task: targets scaled; with `grad_loss`, a Python loss on the
         derivative in r of the corrected drift."""
         s = np.float32(self.scale)
-        if not self.lpo:
+        if not self.drift:
             return FitTask(batch.x, batch.y / s, batch.names)
         drift = batch.drift / s
         if not self.cfg.grad_loss:
@@ -151,7 +162,7 @@ def best_gain(g, down, step, target) -> tuple[float, float]:
 
 
 def make_problem(
-    cfg: SymbolicConfig, teacher: Teacher, on_event=None, data: DistilData | None = None
+    cfg: SymbolicConfig, teacher: Teacher, on_event=None, data: SymbolicData | None = None
 ) -> Problem:
     """The teacher's data (or `data`, e.g. a known function in tests), its selection set,
     held-out round-trip inputs and the target scale."""
@@ -176,15 +187,9 @@ def make_problem(
     rng = np.random.default_rng([cfg.seed, 1])
     pick = rng.choice(len(data), size=min(cfg.selection_points, len(data)), replace=False)
     holdout = holdout_inputs(teacher, k_hold, cfg.holdout_points)
-    if cfg.algo == "lpo":
-        sig = export.Signature("lpo_symbolic", data.names)
-        pretty = export.Signature(
-            "LPO_Symbolic", ("r", "A"), ("log_r = log(r)", "r_minus_1 = r - 1")
-        )
-    else:
-        name = "OPEN_Symbolic" if cfg.algo == "open_ff" else "No_Feat_Symbolic"
-        sig = export.Signature(name.lower(), data.names)
-        pretty = export.Signature(name, data.names)
+    fn = teacher.algorithm.symbolic_function
+    sig = export.Signature(fn.name.lower(), data.names)
+    pretty = export.Signature(fn.name, fn.params or data.names, fn.prologue)
     return Problem(cfg, teacher, data, scale, data.take(np.sort(pick)), holdout, sig, pretty)
 
 
@@ -215,16 +220,15 @@ def pareto_front(scored: list[Scored]) -> list[Scored]:
 
 
 def validity(problem: Problem, text: str) -> list[str]:
-    """Problems of the exported kernel: LPO's drift checks; the optimisers' finiteness."""
+    """Problems of the exported kernel: a drift's checks (`algorithm.validity`); the
+    optimisers' finiteness."""
     from metarl_cli.learned.symbolic import compile_symbolic
 
     algorithm = problem.teacher.algorithm
+    if problem.drift:
+        slot = algorithm.kernel(None, dict(problem.teacher.architecture), "symbolic", text)
+        return algorithm.validity(slot, clip_eps=problem.cfg.clip_eps)
     kernel = compile_symbolic(text, algorithm.symbolic_variables, algorithm.symbolic_aliases)
-    if problem.lpo:
-        from metarl_cli.learned.checks import check_drift
-        from metarl_cli.learned.lpo import SymbolicDrift
-
-        return check_drift(SymbolicDrift(kernel), clip_eps=problem.cfg.clip_eps)
     import jax.numpy as jnp
 
     out = np.asarray(kernel(**{k: jnp.asarray(v) for k, v in problem.holdout.items()}))
@@ -232,16 +236,16 @@ def validity(problem: Problem, text: str) -> list[str]:
 
 
 def teacher_validity(problem: Problem) -> list[str]:
-    if not problem.lpo:
+    """Problems of the teacher network itself (`algorithm.validity`; checked for drifts)."""
+    if not problem.drift:
         return []
     import jax
     import jax.numpy as jnp
 
-    from metarl_cli.learned.checks import check_drift
-    from metarl_cli.learned.lpo import LPODrift
-
+    algorithm = problem.teacher.algorithm
     theta = jax.tree.map(jnp.asarray, problem.teacher.theta)
-    return check_drift(LPODrift(), theta, clip_eps=problem.cfg.clip_eps)
+    slot = algorithm.kernel(None, dict(problem.teacher.architecture), "neural")
+    return algorithm.validity(slot, theta, clip_eps=problem.cfg.clip_eps)
 
 
 def choose(
@@ -249,7 +253,7 @@ def choose(
 ) -> dict[str, Any] | None:
     """The most accurate program whose export passes the round trip, as a record.
 
-    With `require_valid` (an LPO teacher that passes the drift checks itself), the most
+    With `require_valid` (a drift teacher that passes the drift checks itself), the most
     accurate program that also passes them is preferred; the most accurate one is the
     fallback (its problems are recorded)."""
     fallback = None

@@ -38,7 +38,7 @@ from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.meta.rundir import refuse_changed_config
 from metarl_cli.meta.symbolic.backends import RoundInterrupted
 from metarl_cli.meta.symbolic.config import SymbolicConfig, config_differences, default_config
-from metarl_cli.meta.symbolic.data import Teacher
+from metarl_cli.meta.symbolic.data import Teacher, drift_names
 from metarl_cli.meta.symbolic.problem import (
     Problem,
     choose,
@@ -91,8 +91,8 @@ def plan_symbolic(
     from metarl_cli.meta.symbolic.backends import check_available
 
     check_available(cfg.backend)
-    if cfg.grad_loss and cfg.algo != "lpo":
-        raise ConfigError("--grad-loss is for LPO only (it fits d drift / d r)")
+    if cfg.grad_loss and teacher.algorithm.slot != "drift":
+        raise ConfigError(f"--grad-loss is for {drift_names()} only (it fits d drift / d r)")
     if cfg.grad_loss and cfg.backend != "operon":
         raise ConfigError("--grad-loss needs --backend operon (a Python loss on the gradient)")
     if cfg.num_runs > 0:
@@ -195,7 +195,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
     rd.truncate_metrics(state["round"])
     settings = cfg.settings()
     teacher_problems = teacher_validity(problem)
-    require_valid = problem.lpo and not teacher_problems
+    require_valid = problem.drift and not teacher_problems
     order = np.random.default_rng([cfg.seed, 2]).permutation(len(problem.data))
     batch = min(cfg.batch_size, len(problem.data))
     stop = _StopFlag()
@@ -302,12 +302,15 @@ def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, che
     check_form(algorithm, "symbolic", chosen["text"])
     student, teacher = checks if checks is not None else (chosen.get("validity", []), None)
     factor = chosen.get("factor", problem.scale)
-    exported_as = (
-        f"{factor!r} * (f(log_r, r_minus_1, A) - f(0, 0, A)), f the backend expression; the "
-        "drift is relu of it"
-        if problem.lpo
-        else f"{factor!r} * f(inputs), f the backend expression"
-    )
+    if problem.drift:
+        names = problem.data.names
+        at_one = {n: f"{v:g}" for n, v in problem.at_identity.items()}
+        fx, f1 = ", ".join(names), ", ".join(at_one.get(n, n) for n in names)
+        exported_as = (
+            f"{factor!r} * (f({fx}) - f({f1})), f the backend expression; the drift is relu of it"
+        )
+    else:
+        exported_as = f"{factor!r} * f(inputs), f the backend expression"
     info = {
         **cfg.model_dump(mode="json"),
         "backend_version": _backend_version(cfg.backend),
