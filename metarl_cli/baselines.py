@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metarl_cli.registry import Registry
+from metarl_cli.rl.slots import AdamOptimiser, SGDOptimiser, fill_slots
 
 
 @dataclass(frozen=True)
@@ -19,21 +20,15 @@ class Baseline:
 
 
 def _ppo(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import fill_slots
-
     return fill_slots(cfg)
 
 
 def _adam(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import AdamOptimiser, fill_slots
-
     # The learned-optimiser reference: standard betas, the "L2O Adam" learning rate (Tables 4-6).
     return fill_slots(cfg, optimiser=AdamOptimiser(cfg.l2o_lr, 0.9, 0.999, cfg.adam_eps))
 
 
 def _sgd(cfg: Any) -> Any:
-    from metarl_cli.rl.slots import SGDOptimiser, fill_slots
-
     return fill_slots(cfg, optimiser=SGDOptimiser(cfg.sgd_lr))
 
 

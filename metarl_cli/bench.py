@@ -18,6 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import jax
+
+from metarl_cli.config import build_config
+from metarl_cli.envs import make_env
+from metarl_cli.errors import ConfigError, MetarlError
+
+# Modules, not names: tests replace `ppo.make_train` to prove that bad input never trains.
+from metarl_cli.rl import parallel, ppo
+from metarl_cli.rl.slots import Theta
+
 CASES: list[tuple[str, int, float]] = [
     ("classic/cartpole", 1, 5e5),
     ("classic/cartpole", 8, 5e5),
@@ -28,6 +38,8 @@ CASES: list[tuple[str, int, float]] = [
 
 @dataclass
 class BenchRow:
+    """One benchmark case: metarl's and the PureJaxRL baseline's compile and run times."""
+
     env_id: str
     num_envs: int
     seeds: int
@@ -44,20 +56,12 @@ class BenchRow:
 
 
 def _build(env_id: str, timesteps: float):
-    from metarl_cli.config import build_config
-    from metarl_cli.envs import make_env
-    from metarl_cli.rl.ppo import make_train
-
     cfg = build_config(env_id, timesteps=timesteps)
-    return cfg, make_train(cfg, make_env(cfg))
+    return cfg, ppo.make_train(cfg, make_env(cfg))
 
 
 def baseline_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) -> dict:
     """PureJaxRL's pattern in this process: returns compile and best run seconds."""
-    import jax
-
-    from metarl_cli.rl.slots import Theta
-
     _, trainer = _build(env_id, timesteps)
     theta = Theta()
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -80,8 +84,6 @@ def _baseline_in_child(env_id: str, seeds: int, timesteps: float, repeat: int) -
     args = [sys.executable, "-m", "metarl_cli.bench", env_id, str(seeds), str(timesteps)]
     proc = subprocess.run([*args, str(repeat)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        from metarl_cli.errors import MetarlError
-
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise MetarlError(f"baseline benchmark process failed: {tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -89,17 +91,13 @@ def _baseline_in_child(env_id: str, seeds: int, timesteps: float, repeat: int) -
 
 def bench_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) -> BenchRow:
     """Measures one (env, seeds) case with the preset config at `timesteps`."""
-    import jax
-
-    from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-    from metarl_cli.rl.slots import Theta
-
     base = _baseline_in_child(env_id, seeds, timesteps, repeat)
     cfg, trainer = _build(env_id, timesteps)
     theta = Theta()
     keys = jax.random.split(jax.random.key(0), seeds)
     total_steps = seeds * cfg.env_steps
-    runner = ShardedRunner(trainer, make_mesh(seeds))
+    mesh = parallel.make_mesh(seeds)
+    runner = parallel.ShardedRunner(trainer, mesh)
     _, first = runner(theta, keys)  # compiles init and run (overlapped)
     timed = [runner(theta, keys)[1] for _ in range(repeat)]
     ours_run = min(t.run_s + t.init_s for t in timed)
@@ -109,7 +107,7 @@ def bench_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) -> Be
         num_envs=cfg.num_envs,
         seeds=seeds,
         env_steps=total_steps,
-        devices=runner.num_devices,
+        devices=mesh.devices.size,
         baseline_compile_s=base["compile_s"],
         baseline_run_s=base["run_s"],
         baseline_steps_per_s=total_steps / base["run_s"],
@@ -122,8 +120,6 @@ def bench_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) -> Be
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:
-    import jax
-
     best = float("inf")
     for _ in range(max(repeat, 0)):
         t = time.perf_counter()
@@ -136,8 +132,6 @@ def case_timesteps(steps: float, scale: float) -> int:
     """A case's budget at `scale`, a whole number of steps."""
     budget = steps * scale
     if not math.isfinite(budget):
-        from metarl_cli.errors import ConfigError
-
         raise ConfigError(f"--scale {scale:g} makes a budget of {budget} steps; use a smaller one")
     return round(budget)
 

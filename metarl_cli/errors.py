@@ -2,6 +2,7 @@
 
 Every error a user can cause derives from `MetarlError`. The CLI maps these (and pydantic's
 `ValidationError`) to a one-line message and exit code 2; each message says what to do.
+`Interrupted` (Ctrl-C in a meta-learner, its state saved) maps to exit code 130.
 """
 
 from __future__ import annotations
@@ -37,3 +38,21 @@ class KernelError(MetarlError):
 
 class RunDirLockedError(MetarlError):
     """A run directory that another live metarl process is using."""
+
+
+class Interrupted(Exception):
+    """A meta-learner stopped by Ctrl-C after saving its last completed step.
+
+    Not a `MetarlError`: the CLI maps it once (`cli/app.py`) to exit code 130 and the lines
+    "interrupted after DONE; SAVED" and "resume with: COMMAND".
+
+    Attributes:
+        done: the last completed step ("generation 4", "round 2", "turn 3").
+        saved: where the state is ("checkpoint saved in runs/x", "nothing saved").
+        resume: the command that continues the run; the CLI command that ran the meta-learner
+            sets it (None: `cli/app.py` repeats the command line with `--resume`).
+    """
+
+    def __init__(self, done: str, saved: str, resume: str | None = None) -> None:
+        super().__init__(f"interrupted after {done}; {saved}")
+        self.done, self.saved, self.resume = done, saved, resume

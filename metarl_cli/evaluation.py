@@ -8,39 +8,34 @@ an `EvalResult`. `target` is a built-in baseline name or an artefact path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
+from metarl_cli._version import package_versions
+from metarl_cli.analysis.stats import summarise
 from metarl_cli.baselines import BASELINES
 from metarl_cli.config import TrainConfig, build_config
+from metarl_cli.envs import make_env
 from metarl_cli.errors import ArtefactError, ConfigError, UnknownNameError
-from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean
+from metarl_cli.learned.loader import load_kernel
+from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean, provenance
+
+# Modules, not names: tests replace `ppo.make_train` and `parallel.ShardedRunner`.
+from metarl_cli.rl import parallel, ppo
+from metarl_cli.rl.slots import Slots, Theta
 from metarl_cli.seeds import META_TEST, run_key_data, run_keys
-
-_VERSION_PACKAGES = ("metarl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "craftax")
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of metarl and its numerical stack."""
-    out = {}
-    for name in _VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def resolve_target(
     target: str, expect_algorithm: str | None = None
-) -> tuple[Target, Callable[[TrainConfig], Any], Any]:
+) -> tuple[Target, Callable[[TrainConfig], Slots], Theta]:
     """Returns (target record, cfg -> Slots, theta) for a baseline name or an artefact path.
 
     `expect_algorithm`: refuse an artefact (or baseline) of any other algorithm.
     """
-    from metarl_cli.rl.slots import Theta
-
     looks_like_file = target.endswith(".safetensors") or "/" in target or Path(target).exists()
     if not looks_like_file:
         try:
@@ -52,14 +47,12 @@ def resolve_target(
                 f"{target!r} is a hand-designed baseline, not a {expect_algorithm!r} artefact"
             )
         return Target(kind="baseline", name=baseline.name), baseline.build, Theta()
-    from metarl_cli.learned.loader import load_kernel
-
     # Validates the file (integrity, manifest, shapes, exported code) before anything else.
     loaded = load_kernel(target, expect_algorithm)
     manifest, tensors = loaded.manifest, loaded.tensors
     theta = loaded.theta
 
-    def build(cfg: TrainConfig) -> Any:
+    def build(cfg: TrainConfig) -> Slots:
         return loaded.slots(cfg)
 
     record = Target(
@@ -73,46 +66,6 @@ def resolve_target(
         **provenance(manifest, tensors),
     )
     return record, build, theta
-
-
-# What a meta-learner may record about its run in the manifest config: costs (ES writes env
-# steps and wall time, distillation its wall time) and distillation's network sizes.
-_META_TRAIN_KEYS = (
-    "env_steps",
-    "eval_env_steps",
-    "wall_s",
-    "chosen_generation",
-    "generations",
-    "teacher_params",
-    "student_params",
-)
-
-
-def provenance(manifest: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-    """The manifest fields a report needs (training envs, meta-learner and its costs, text)."""
-    import numpy as np
-
-    config = manifest.meta_learner.config if manifest.meta_learner else {}
-    meta_train = {
-        k: config[k]
-        for k in _META_TRAIN_KEYS
-        if isinstance(config.get(k), int | float) and not isinstance(config.get(k), bool)
-    }
-    if manifest.generation is not None:
-        meta_train["generation"] = manifest.generation
-    return dict(
-        training_envs=list(manifest.training_envs),
-        meta_learner=manifest.meta_learner.name if manifest.meta_learner else None,
-        meta_train=meta_train,
-        parent_digest=manifest.parent_digest,
-        architecture=dict(manifest.architecture),
-        num_parameters=(
-            int(sum(np.asarray(t).size for t in tensors.values()))
-            if manifest.form == "neural"
-            else None
-        ),
-        text=manifest.expression if manifest.form == "symbolic" else manifest.source,
-    )
 
 
 def scaled_timesteps(
@@ -138,15 +91,8 @@ def scaled_timesteps(
     return steps
 
 
-def _own_version() -> str:
-    from metarl_cli._version import __version__
-
-    return __version__
-
-
 def device_info() -> dict[str, Any]:
-    import jax
-
+    """The platform, count and kind of this process's JAX devices (recorded in a result)."""
     devices = jax.devices()
     return {
         "platform": devices[0].platform,
@@ -201,13 +147,6 @@ def evaluate(
         overrides=overrides,
         file_values=file_values,
     )
-    import numpy as np
-
-    from metarl_cli.analysis.stats import summarise
-    from metarl_cli.envs import make_env
-    from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-    from metarl_cli.rl.ppo import curve_steps, make_train
-
     keys = run_keys(stream, seed, num_runs)
     env_results = []
     for cfg in configs:
@@ -216,28 +155,11 @@ def evaluate(
             if on_event:
                 on_event(env_id, p)
 
-        trainer = make_train(cfg, make_env(cfg), build_slots(cfg))
-        runner = ShardedRunner(trainer, make_mesh(num_runs), chunk=chunk)
+        trainer = ppo.make_train(cfg, make_env(cfg), build_slots(cfg))
+        runner = parallel.ShardedRunner(trainer, parallel.make_mesh(num_runs), chunk=chunk)
         out, timing = runner(theta, keys, on_phase=phase)
         phase("done")
-        finals = [float(x) for x in out.final_return]
-        env_results.append(
-            EnvResult(
-                env_id=cfg.env_id,
-                config=cfg.model_dump(),
-                final_returns=clean(finals),
-                final_episodes=[int(x) for x in out.final_episodes],
-                curve_steps=curve_steps(cfg),
-                curves=clean([[float(v) for v in c] for c in out.curve]),
-                normaliser=cfg.ppo_normaliser,
-                summary=Summary(**summarise(out.final_return, seed=seed)),
-                env_steps_per_run=cfg.env_steps,
-                compile_s=timing.compile_s,
-                run_s=timing.run_s,
-                env_steps_per_s=num_runs * cfg.env_steps / max(timing.run_s, 1e-9),
-                diverged=[not bool(np.all(np.isfinite(row))) for row in np.asarray(out.losses)],
-            )
-        )
+        env_results.append(_env_result(cfg, out, timing, seed))
     return EvalResult(
         target=record,
         seed=seed,
@@ -248,6 +170,26 @@ def evaluate(
         suite=suite,
         timesteps_scale=timesteps_scale,
         stream=stream,
+    )
+
+
+def _env_result(cfg: TrainConfig, out: Any, timing: Any, seed: int) -> EnvResult:
+    """One environment's record from the runner's host outputs (`num_runs` along axis 0)."""
+    num_runs = len(out.final_return)
+    return EnvResult(
+        env_id=cfg.env_id,
+        config=cfg.model_dump(),
+        final_returns=clean([float(x) for x in out.final_return]),
+        final_episodes=[int(x) for x in out.final_episodes],
+        curve_steps=ppo.curve_steps(cfg),
+        curves=clean([[float(v) for v in c] for c in out.curve]),
+        normaliser=cfg.ppo_normaliser,
+        summary=Summary.model_validate(summarise(out.final_return, seed=seed)),
+        env_steps_per_run=cfg.env_steps,
+        compile_s=timing.compile_s,
+        run_s=timing.run_s,
+        env_steps_per_s=num_runs * cfg.env_steps / max(timing.run_s, 1e-9),
+        diverged=[not bool(np.all(np.isfinite(row))) for row in np.asarray(out.losses)],
     )
 
 

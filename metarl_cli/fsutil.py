@@ -21,7 +21,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from metarl_cli.errors import MetarlError, OutputExistsError
+from metarl_cli.errors import MetarlError, OutputExistsError, RunDirLockedError
 
 __all__ = [
     "LOCK_NAME",
@@ -293,8 +293,6 @@ def lock_run_dir(directory: str | os.PathLike[str], *, create: bool) -> bool:
         RunDirLockedError: another live process holds the lock.
         MetarlError: the lock file cannot be created.
     """
-    from metarl_cli.errors import RunDirLockedError
-
     key = Path(directory).expanduser().resolve()
     if key in _LOCKS:
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from metarl_cli.errors import UnknownNameError
@@ -75,15 +75,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-
-def lazy(factory_path: str) -> Callable[[], object]:
-    """Returns a thunk that imports `module:attr` on first call (keeps optional backends lazy)."""
-
-    def load() -> object:
-        import importlib
-
-        module, attr = factory_path.split(":")
-        return getattr(importlib.import_module(module), attr)
-
-    return load

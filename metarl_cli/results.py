@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metarl_cli.artefacts.manifest import Manifest
 from metarl_cli.errors import EvaluationError
 from metarl_cli.fsutil import atomic_write_text, read_regular_file
 
@@ -76,6 +78,8 @@ SCHEMA_VERSION = 1
 
 
 class EvalResult(_Frozen):
+    """The result file of `metarl evaluate` (schema version 1), the input of `metarl report`."""
+
     schema_version: Literal[1] = 1
     target: Target
     seed: int
@@ -124,3 +128,41 @@ def read_result(path: Path) -> EvalResult:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise EvaluationError(f"{path} is not a metarl result: {where}: {first['msg']}") from e
+
+
+# What a meta-learner may record about its run in the manifest config: costs (ES writes env
+# steps and wall time, distillation its wall time) and distillation's network sizes.
+_META_TRAIN_KEYS = (
+    "env_steps",
+    "eval_env_steps",
+    "wall_s",
+    "chosen_generation",
+    "generations",
+    "teacher_params",
+    "student_params",
+)
+
+
+def provenance(manifest: Manifest, tensors: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields a report needs (training envs, meta-learner and its costs, text)."""
+    config = manifest.meta_learner.config if manifest.meta_learner else {}
+    meta_train = {
+        k: config[k]
+        for k in _META_TRAIN_KEYS
+        if isinstance(config.get(k), int | float) and not isinstance(config.get(k), bool)
+    }
+    if manifest.generation is not None:
+        meta_train["generation"] = manifest.generation
+    return dict(
+        training_envs=list(manifest.training_envs),
+        meta_learner=manifest.meta_learner.name if manifest.meta_learner else None,
+        meta_train=meta_train,
+        parent_digest=manifest.parent_digest,
+        architecture=dict(manifest.architecture),
+        num_parameters=(
+            int(sum(np.asarray(t).size for t in tensors.values()))
+            if manifest.form == "neural"
+            else None
+        ),
+        text=manifest.expression if manifest.form == "symbolic" else manifest.source,
+    )

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from metarl_cli.errors import ConfigError
@@ -64,9 +66,6 @@ def run_key_data(stream: str, seed: int, num_runs: int, start: int = 0) -> np.nd
 
 def run_keys(stream: str, seed: int, num_runs: int, start: int = 0) -> Any:
     """JAX keys [num_runs] of runs `start ..` of `stream` under `seed` (see the module doc)."""
-    import jax
-    import jax.numpy as jnp
-
     data = jnp.asarray(run_key_data(stream, seed, num_runs, start))
     return jax.random.wrap_key_data(data, impl="threefry2x32")
 

@@ -40,7 +40,7 @@ def export_code(algorithm, source: str):
     paper's warm starts): `metarl import code` and `discover` export in the sandbox child,
     which tests/test_untrusted_code.py exercises."""
     from metarl_cli.learned.exported import ExportedKernel, export_function
-    from metarl_cli.learned.sandbox import load_function
+    from metarl_cli.learned.source_check import load_function
 
     fn = load_function(source, algorithm.code_parameters)
     modules = export_function(fn, algorithm.code_signature)

@@ -207,7 +207,7 @@ def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
 def no_training(monkeypatch):
     for target in (
         "metarl_cli.rl.ppo.make_train",  # every RL run (evaluate's after its checks) builds one
-        "metarl_cli.meta.es_train.train_es",
+        "metarl_cli.meta.es.train.train_es",
         "metarl_cli.meta.distil.train.distil",
         "metarl_cli.meta.symbolic.search.run_symbolic",
         "metarl_cli.meta.llm.loop.discover",

@@ -25,7 +25,7 @@ from metarl_cli.artefacts import load_artefact
 from metarl_cli.cli.app import main
 from metarl_cli.learned.base import ALGORITHMS, get_algorithm
 from metarl_cli.learned.library import PAPER
-from metarl_cli.learned.sandbox import load_function
+from metarl_cli.learned.source_check import load_function
 from metarl_cli.meta.llm import prompts
 from metarl_cli.meta.llm.candidate import combine
 from metarl_cli.meta.llm.client import PRICES, cost_usd, find_api_key, price_for
@@ -733,7 +733,7 @@ def test_paper_prompt_is_supplement_d(name):
     assert ("'dorm' refers to the dormancy" in text) == (name in ("open", "open_ff"))
     # the example is a function the sandbox accepts, with the slot's exact interface
     example = json.loads(text[text.index("{\n") : text.index("\n}") + 2])
-    from metarl_cli.learned.sandbox import check_parameters
+    from metarl_cli.learned.source_check import check_parameters
 
     check_parameters(example["code"], alg.code_parameters)
     warm = {"name": "PPO_clip", "code": alg.warm_start, "fitness": 0.5}

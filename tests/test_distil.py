@@ -339,7 +339,8 @@ def test_cli_end_to_end_with_rl_selection(lpo_path, tmp_path, capsys):
 
 def test_interrupted_run_resumes_to_the_same_artefact(lpo_path, tmp_path, capsys):
     from metarl_cli.artefacts import load_artefact
-    from metarl_cli.meta.distil import DistilInterrupted, distil, plan_distil
+    from metarl_cli.errors import Interrupted
+    from metarl_cli.meta.distil import distil, plan_distil
 
     kwargs = dict(
         size="same", lrs=[0.1, 0.02], epochs=2, iters=30, batch_size=128, test_size=512,
@@ -357,7 +358,7 @@ def test_interrupted_run_resumes_to_the_same_artefact(lpo_path, tmp_path, capsys
             if len(seen) == 3:  # lr 0.02, epoch 1 done and checkpointed
                 raise KeyboardInterrupt
 
-    with pytest.raises(DistilInterrupted):
+    with pytest.raises(Interrupted, match="after epoch 1 of learning rate 1"):
         distil(plan_distil(lpo_path, cut, **kwargs), on_event=stop_after_three)
     assert not cut.exists()
     plan = plan_distil(lpo_path, cut, resume=True, **kwargs)

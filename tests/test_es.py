@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from metarl_cli.cli.app import main
-from metarl_cli.meta.config import ESConfig
+from metarl_cli.meta.es.config import ESConfig
 
 # A tiny PPO budget: 4 envs x 16 steps, 8 updates of 2 minibatches. sigma 1 so that members
 # differ in return at this budget (with 0.03 most members tie and the mean hardly moves).
@@ -50,7 +50,7 @@ class Quadratic:
         import jax
         import jax.numpy as jnp
 
-        from metarl_cli.meta.fitness import combine_fitness
+        from metarl_cli.meta.es.fitness import combine_fitness
 
         flat = jax.vmap(lambda t: jax.flatten_util.ravel_pytree(t)[0])(population)
         f = -jnp.sum((flat - self.target) ** 2, axis=1)
@@ -75,7 +75,7 @@ def _flat(tree):
 
 
 def test_es_core_finds_the_optimum_of_a_quadratic():
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
 
     records = []
     cfg = toy_config(num_generations=300)
@@ -89,7 +89,7 @@ def test_es_core_finds_the_optimum_of_a_quadratic():
 
 @pytest.mark.parametrize("strategy", ["pgpe", "snes", "sep_cma_es"])
 def test_other_strategies_improve_the_quadratic(strategy):
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
 
     records = []
     evolve(
@@ -99,7 +99,7 @@ def test_other_strategies_improve_the_quadratic(strategy):
 
 
 def test_failed_members_get_the_worst_fitness_and_are_counted():
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
 
     records = []
     result = evolve(
@@ -112,7 +112,7 @@ def test_failed_members_get_the_worst_fitness_and_are_counted():
 
 
 def test_combine_fitness_normalises_averages_and_marks_failures():
-    from metarl_cli.meta.fitness import WORST_FITNESS, combine_fitness
+    from metarl_cli.meta.es.fitness import WORST_FITNESS, combine_fitness
 
     returns = {
         "a": np.array([[10.0, 30.0], [np.nan, 5.0], [0.0, 0.0]]),
@@ -128,8 +128,8 @@ def test_combine_fitness_normalises_averages_and_marks_failures():
 def test_core_resume_continues_bit_for_bit(tmp_path):
     import jax
 
-    from metarl_cli.meta.checkpoint import RunDir
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
+    from metarl_cli.meta.es.rundir import RunDir
 
     full = evolve(toy_config(num_generations=20), Quadratic())
     rd = RunDir(tmp_path / "run")
@@ -143,7 +143,7 @@ def test_core_resume_continues_bit_for_bit(tmp_path):
 
 
 def test_first_generation_uses_the_initial_sigma_and_lr_then_decays():
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
 
     records = []
     cfg = toy_config(num_generations=3, sigma_decay=0.5, lr_decay=0.5, sigma_limit=0.0)
@@ -164,7 +164,7 @@ def test_population_fitness_pads_over_devices_and_shares_seeds():
     from metarl_cli.config import build_config
     from metarl_cli.envs import make_env
     from metarl_cli.learned.base import get_algorithm, slots_for
-    from metarl_cli.meta.fitness import PopulationFitness
+    from metarl_cli.meta.es.fitness import PopulationFitness
     from metarl_cli.rl.ppo import make_train
 
     small = dict(num_envs=4, num_steps=16, num_minibatches=2, update_epochs=1)
@@ -238,7 +238,7 @@ def test_cli_run_writes_artefact_checkpoints_and_metrics(lpo_run):
 
 def test_kill_and_ctrl_c_then_resume_equal_an_uninterrupted_run(tmp_path, capsys):
     from metarl_cli.artefacts import load_artefact
-    from metarl_cli.meta.checkpoint import RunDir
+    from metarl_cli.meta.es.rundir import RunDir
 
     args = [*TINY, "--save-every-k", "2", "--eval-runs", "0"]
     ref = tmp_path / "ref.safetensors"
@@ -305,8 +305,8 @@ def test_es_repairs_a_deliberately_bad_drift_on_cartpole(tmp_path):
     from metarl_cli.evaluation import evaluate
     from metarl_cli.learned.base import get_algorithm
     from metarl_cli.learned.io import save_learned
-    from metarl_cli.meta.es import evolve
-    from metarl_cli.meta.es_train import RLProblem, plan_es
+    from metarl_cli.meta.es.loop import evolve
+    from metarl_cli.meta.es.train import RLProblem, plan_es
 
     over = {"num_envs": 8, "num_steps": 32, "num_minibatches": 4, "update_epochs": 4}
     cfg = ESConfig(

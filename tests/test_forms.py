@@ -18,7 +18,7 @@ from metarl_cli.learned.base import ALGORITHMS, check_form, get_algorithm
 from metarl_cli.learned.io import save_kernel
 from metarl_cli.learned.library import PAPER
 from metarl_cli.learned.perparam import Layout
-from metarl_cli.learned.sandbox import check_source, load_function
+from metarl_cli.learned.source_check import check_source, load_function
 from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.rl.slots import OptContext
 

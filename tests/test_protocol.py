@@ -321,9 +321,9 @@ def test_es_starts_from_the_algorithms_initial_theta(toy, tmp_path):
     import jax
     import numpy as np
 
-    from metarl_cli.meta.config import ESConfig
-    from metarl_cli.meta.es_train import RLProblem, plan_es
-    from metarl_cli.meta.strategies import init_state, make_strategy
+    from metarl_cli.meta.es.config import ESConfig
+    from metarl_cli.meta.es.strategies import init_state, make_strategy
+    from metarl_cli.meta.es.train import RLProblem, plan_es
 
     cfg = ESConfig(
         algo=TOY, envs=["classic/cartpole"], architecture={"hidden": 3}, popsize=2, eval_runs=0,

@@ -40,7 +40,7 @@ def fake_returns(keys) -> np.ndarray:
 @pytest.fixture
 def runs(monkeypatch):
     """Replaces the sharded runner and ES's population fitness; returns the keys log."""
-    from metarl_cli.meta import fitness
+    from metarl_cli.meta.es import fitness
     from metarl_cli.rl import parallel
 
     log: list[list[tuple[int, int]]] = []
@@ -175,8 +175,8 @@ def test_distil_scores_on_selection_seeds_and_evaluate_reproduces_it_there(runs,
 
 @pytest.mark.parametrize("seed,n", CASES[:1])
 def test_es_fitness_and_best_eval_never_use_meta_test_seeds(runs, artefact, tmp_path, seed, n):
-    from metarl_cli.meta.config import ESConfig
-    from metarl_cli.meta.es_train import plan_es, train_es
+    from metarl_cli.meta.es.config import ESConfig
+    from metarl_cli.meta.es.train import plan_es, train_es
 
     cfg = ESConfig(
         algo="lpo", envs=[ENV], architecture={"hidden": 4}, popsize=4, num_generations=2,
@@ -255,7 +255,7 @@ def test_reports_refuse_results_on_the_selection_stream(runs, artefact, capsys):
 
 def test_a_missing_normaliser_is_an_error_wherever_envs_are_averaged():
     from metarl_cli.meta.distil.scoring import combine
-    from metarl_cli.meta.fitness import combine_fitness
+    from metarl_cli.meta.es.fitness import combine_fitness
     from metarl_cli.meta.normalisers import divisors
 
     assert divisors({"a": None}) == {"a": 1.0}  # one env: the raw return ranks the same

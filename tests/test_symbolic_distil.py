@@ -237,6 +237,15 @@ def test_cli_distils_ppo_drift_into_a_valid_symbolic_drift_that_trains(ppo_teach
     lpo = get_algorithm("lpo")
     kernel = compile_symbolic(manifest.expression, lpo.symbolic_variables, lpo.symbolic_aliases)
     assert check_drift(SymbolicDrift(kernel)) == []
+    # Bounded against its teacher, PPO's clipped drift relu((r - clip(r, 0.8, 1.2)) A) written
+    # out here, on the distillation's domain (log r in [-1, 1], A in [-4, 4]): relative RMS error
+    # measured 0.39 at this tiny search (0.28 and 0.35 with --seed 1, 2); a zero drift gives 1.
+    r, a = np.meshgrid(np.exp(np.linspace(-1, 1, 201)), np.linspace(-4, 4, 121))
+    r, a = r.ravel().astype(np.float32), a.ravel().astype(np.float32)
+    student = np.asarray(SymbolicDrift(kernel)({}, jnp.asarray(r), jnp.asarray(a), 0.2))
+    teacher = np.maximum((r - np.clip(r, 0.8, 1.2)) * a, 0.0)
+    rel = np.sqrt(np.mean((student - teacher) ** 2) / np.mean(teacher**2))
+    assert rel < 0.5, rel
     run = out.with_suffix(".run")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [1, 2]

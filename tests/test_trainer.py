@@ -137,7 +137,9 @@ def test_sharded_runner_reuses_its_compilation(cartpole):
             self.lowered += 1
             return self.jitted.lower(*args)
 
-    runner._run = counting = CountingLower(runner._run)
+    program = runner._program
+    counting = CountingLower(program(runner.mesh_for(2), False))
+    runner._program = lambda mesh, per_run: counting
     runner(empty_theta(), jax.random.split(jax.random.key(0), 2))
     assert counting.lowered == 1
     init_programs = runner._init._cache_size()

@@ -36,7 +36,7 @@ from metarl_cli.learned.exported import (
 )
 from metarl_cli.learned.io import manifest_for, save_kernel
 from metarl_cli.learned.loader import load_kernel
-from metarl_cli.learned.sandbox import load_function
+from metarl_cli.learned.source_check import load_function
 from metarl_cli.meta.llm.export import kernel_of
 
 LPO = get_algorithm("lpo")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metarl_cli.artefacts import artefact_digest, load_artefact
 from metarl_cli.errors import EvaluationError
 from metarl_cli.learned.base import display_name
-from metarl_cli.results import EnvResult, EvalResult, read_result
+from metarl_cli.results import EnvResult, EvalResult, provenance, read_result
 
 METHOD_NAMES = {
     "es": "Black-Box Learning",
@@ -58,17 +59,21 @@ class Entry:
 
     @property
     def target(self):
+        """The evaluated target record (baseline or artefact) of this result."""
         return self.result.target
 
     @property
     def is_baseline(self) -> bool:
+        """Whether the result is of a hand-designed baseline."""
         return self.result.target.kind == "baseline"
 
     @property
     def is_black_box(self) -> bool:
+        """Whether the kernel was meta-learned by ES (black-box learning)."""
         return self.result.target.meta_learner == "es"
 
     def env(self, env_id: str) -> EnvResult:
+        """This result's record of environment `env_id` (KeyError when absent)."""
         for e in self.result.envs:
             if e.env_id == env_id:
                 return e
@@ -85,6 +90,7 @@ class Study:
 
     @property
     def title(self) -> str:
+        """The study's heading: the algorithm's name and where it was trained."""
         if self.algorithm is None:
             return "Baselines"
         name = display_name(self.algorithm)
@@ -94,6 +100,7 @@ class Study:
 
     @property
     def slug(self) -> str:
+        """The study's file-name part (ASCII, stable across runs)."""
         if self.algorithm is None:
             return "baselines"
         where = "-".join(env_name(e) for e in self.training_envs) or "untrained"
@@ -138,8 +145,6 @@ def artefact_path(entry: Entry) -> Path | None:
     t = entry.target
     if t.kind != "artefact" or not t.path or not t.digest:
         return None
-    from metarl_cli.artefacts import artefact_digest
-
     recorded = Path(t.path)
     for cand in (recorded, entry.path.parent / recorded, entry.path.parent / recorded.name):
         try:
@@ -158,9 +163,6 @@ def _hydrate(entry: Entry) -> Entry:
     path = artefact_path(entry)
     if path is None:
         return entry
-    from metarl_cli.artefacts import load_artefact
-    from metarl_cli.evaluation import provenance
-
     manifest, tensors = load_artefact(path)
     target = t.model_copy(update=provenance(manifest, tensors))
     entry.result = entry.result.model_copy(update={"target": target})

@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from metarl_cli.fsutil import atomic_write_bytes
 
 DPI = 150
 STYLE = {
@@ -39,8 +45,6 @@ _BASELINE = ["#7F7F7F", "#B0B0B0", "#4D4D4D"]
 
 @contextmanager
 def _style():
-    import matplotlib
-
     with matplotlib.rc_context(STYLE):
         yield
 
@@ -107,8 +111,6 @@ def _ncol(labels: list[str], width: float) -> int:
 
 
 def _legend(fig, labels: list[str], colors: dict[str, str], loc: str, ncol: int = 1) -> None:
-    from matplotlib.patches import Patch
-
     handles = [Patch(facecolor=colors[lb], label=lb) for lb in labels]
     fig.legend(handles=handles, loc=loc, ncol=ncol, frameon=False)
 
@@ -117,8 +119,6 @@ def aggregate_figure(
     title: str, panels: list[tuple[str, list[Bar]]], colors: dict[str, str], ylabel: str
 ) -> object:
     """(a) One panel per env group (In / Out Of Distribution), one interval per approach."""
-    from matplotlib.figure import Figure
-
     with _style():
         n = max(len(panels), 1)
         fig = Figure(figsize=(2.6 * n + 2.4, 3.0), dpi=DPI, layout="constrained")
@@ -137,8 +137,6 @@ def per_env_figure(
     title: str, envs: list[tuple[str, list[Bar]]], colors: dict[str, str], ylabel: str = "Return"
 ) -> object:
     """(b) One panel per environment: IQM of raw final returns with 95% CIs."""
-    from matplotlib.figure import Figure
-
     with _style():
         cols = min(5, len(envs))
         rows = math.ceil(len(envs) / cols)
@@ -169,9 +167,6 @@ class Curve:
 
 def curves_figure(title: str, envs: list[tuple[str, list[Curve]]], colors: dict[str, str]):
     """(c) One panel per environment: mean episode return over runs +- one standard error."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
     with _style():
         cols = min(5, len(envs))
         rows = math.ceil(len(envs) / cols)
@@ -223,9 +218,6 @@ class GradientPanel:
 
 def gradient_figure(title: str, panels: list[GradientPanel]) -> object:
     """(d) Heat maps of the LPO objective's derivative in r, ratio on a log axis."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#BBBBBB")
     with _style(), _no_grid():
         cols = min(4, len(panels))
@@ -258,8 +250,6 @@ def gradient_figure(title: str, panels: list[GradientPanel]) -> object:
 
 @contextmanager
 def _no_grid():
-    import matplotlib
-
     with matplotlib.rc_context({"axes.grid": False}):
         yield
 
@@ -285,8 +275,6 @@ def pixel_size(fig) -> tuple[int, int]:
 
 def write_figure(fig, out_dir: Path, name: str, *, force: bool) -> dict[str, object]:
     """Writes NAME.png and NAME.svg; returns their paths and the PNG bytes (for embedding)."""
-    from metarl_cli.fsutil import atomic_write_bytes
-
     png = render(fig, "png")
     atomic_write_bytes(out_dir / f"{name}.png", png, force=force)
     atomic_write_bytes(out_dir / f"{name}.svg", render(fig, "svg"), force=force)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from metarl_cli.artefacts import load_artefact
+from metarl_cli.learned.base import get_algorithm
+from metarl_cli.learned.loader import load_kernel
+from metarl_cli.rl.slots import PPOClipDrift
 
 LOG_RATIO_MAX = 0.75
 ADVANTAGE_MAX = 4.0
@@ -26,9 +33,6 @@ def objective_gradient(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """d(r*A - drift)/dr on the grid: (log_ratio [n_ratio], advantage [n_advantage],
     gradient [n_advantage, n_ratio]); non-finite where the kernel is not differentiable."""
-    import jax
-    import jax.numpy as jnp
-
     log_r = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, n_ratio)
     adv = np.linspace(-ADVANTAGE_MAX, ADVANTAGE_MAX, n_advantage)
 
@@ -42,27 +46,20 @@ def objective_gradient(
 
 
 def ppo_drift() -> Any:
-    from metarl_cli.rl.slots import PPOClipDrift
-
+    """PPO's clipped drift, the reference of the gradient maps."""
     return PPOClipDrift()
 
 
 def kernel_of(target: Any, artefact: Path | None) -> tuple[Any, Any] | str:
     """(drift, theta) of a drift result's kernel (LPO's), or the reason it cannot be built."""
-    from metarl_cli.learned.base import get_algorithm
-
     alg = get_algorithm(target.algorithm)
     if target.form == "code":  # runs only from the artefact's verified StableHLO
         if artefact is None:
             return "a code kernel runs from its artefact file, which was not found"
-        from metarl_cli.learned.loader import load_kernel
-
         return load_kernel(artefact, alg.name).kernel(None), {}
     if target.form == "symbolic":
         text = target.text
         if text is None and artefact is not None:
-            from metarl_cli.artefacts import load_artefact
-
             manifest, _ = load_artefact(artefact)
             text = manifest.expression
         if text is None:
@@ -70,11 +67,6 @@ def kernel_of(target: Any, artefact: Path | None) -> tuple[Any, Any] | str:
         return alg.kernel(None, dict(target.architecture), target.form, text), {}
     if artefact is None:
         return "the artefact file (for its weights) was not found or its digest differs"
-    import jax
-    import jax.numpy as jnp
-
-    from metarl_cli.artefacts import load_artefact
-
     manifest, tensors = load_artefact(artefact)
     theta = jax.tree.map(jnp.asarray, tensors)
     return alg.kernel(None, dict(manifest.architecture), "neural"), theta

@@ -30,6 +30,7 @@ class Normalisation:
 
     @property
     def axis_label(self) -> str:
+        """The y-axis label of aggregate figures under this normalisation."""
         return {
             "black-box": "Return / black-box mean (IQM)",
             "ppo": "Return / PPO-Adam return (IQM)",

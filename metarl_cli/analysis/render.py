@@ -30,163 +30,89 @@ def _ci(row: dict[str, Any]) -> str:
     return f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
 
 
-def _sections(rep, written: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+Section = tuple[str, list[Any]]
+
+_INPUT_HEADERS = ["file", "approach", "target", "algorithm", "form", "meta-learner"]
+_INPUT_HEADERS += ["training envs", "suite", "runs", "timesteps scale"]
+_PER_ENV_HEADERS = ["env", "approach", "IQM", "95% CI", "mean", "finished runs", "diverged"]
+_PER_ENV_HEADERS += ["run s", "compile s"]
+_TABLE1_HEADERS = ["Approach", "Study", "Form", "Samples", "Train Time", "Test Time"]
+_TABLE1_HEADERS += ["Interpretability", "Scalability"]
+_TABLE1_TEXT = (
+    "Samples: env steps used in meta-training (from the artefact's manifest); meta-train "
+    "time: its wall time; meta-test time: the sum of run times over environments (compilation "
+    "separately); interpretability by form (neural low, symbolic medium, code high) with the "
+    "program's size; scalability: the kernel's inputs and the paper's rating of its method."
+)
+
+
+def _inputs_section(rep) -> Section:
+    """The result files read and how they are summarised."""
+    rows = []
+    for e in rep.entries:
+        t, r = e.target, e.result
+        scale = _num(r.timesteps_scale) if r.timesteps_scale else "preset/explicit"
+        envs = ", ".join(t.training_envs) or "-"
+        row = [e.path.name, e.label, t.name, t.algorithm or "-", t.form or "-"]
+        rows.append([*row, t.meta_learner or "-", envs, r.suite or "-", str(r.num_runs), scale])
+    text = (
+        f"{len(rep.entries)} result file(s) on {len(rep.env_ids)} environments "
+        f"({', '.join(rep.env_ids)}). Statistics: {_METHOD}, {rep.reps} resamples. "
+        f"Normalisation: `{rep.norm.mode}`."
+    )
+    return ("Inputs", [("text", text), ("table", _INPUT_HEADERS, rows)])
+
+
+def _study_section(rep, study, written: list[dict[str, Any]]) -> Section:
+    """A study's figures, each aggregate figure followed by its table."""
+    blocks: list[Any] = []
+    for w in written:
+        if w["section"] != study.title:
+            continue
+        blocks.append(("figure", w))
+        if w["name"].startswith("aggregate_"):
+            rows = [
+                [r["panel"], r["approach"], _num(r["iqm"]), _ci(r), f"{r['n']} ({r['tasks']} envs)"]
+                for r in rep.aggregate
+                if r["study"] == study.title
+            ]
+            blocks.append(("table", ["panel", "approach", "IQM", "95% CI", "scores"], rows))
+    return (study.title, blocks)
+
+
+def _per_env_section(rep) -> Section:
+    """Returns and timings of every approach on every environment."""
+    rows = []
+    for r in rep.per_env:
+        row = [env_name(r["env"]), r["approach"], _num(r["iqm"]), _ci(r), _num(r["mean"])]
+        timing = [str(r["diverged"]), _num(r["run_s"]), _num(r["compile_s"])]
+        rows.append([*row, f"{r['n']}/{r['runs']}", *timing])
+    return ("Returns by environment", [("table", _PER_ENV_HEADERS, rows)])
+
+
+def _table1_section(rep) -> Section:
+    """The paper's Table 1, measured."""
+    keys = ["approach", "study", "form", "samples_text", "meta_train_text", "meta_test_text"]
+    keys += ["interpretability_text", "scalability_text"]
+    rows = [[r[k] for k in keys] for r in rep.table1]
+    return ("Table 1 (measured)", [("text", _TABLE1_TEXT), ("table", _TABLE1_HEADERS, rows)])
+
+
+def _sections(rep, written: list[dict[str, Any]]) -> list[Section]:
     """[(heading, blocks)]: each block is ("table", headers, rows) / ("figure", info) /
     ("code", title, text) / ("text", str) / ("list", items)."""
-    inputs = [
-        [
-            e.path.name,
-            e.label,
-            e.target.name,
-            e.target.algorithm or "-",
-            e.target.form or "-",
-            e.target.meta_learner or "-",
-            ", ".join(e.target.training_envs) or "-",
-            e.result.suite or "-",
-            str(e.result.num_runs),
-            _num(e.result.timesteps_scale) if e.result.timesteps_scale else "preset/explicit",
-        ]
-        for e in rep.entries
-    ]
-    out: list[tuple[str, list[Any]]] = [
-        (
-            "Inputs",
-            [
-                (
-                    "text",
-                    f"{len(rep.entries)} result file(s) on {len(rep.env_ids)} environments "
-                    f"({', '.join(rep.env_ids)}). Statistics: {_METHOD}, {rep.reps} resamples. "
-                    f"Normalisation: `{rep.norm.mode}`.",
-                ),
-                (
-                    "table",
-                    [
-                        "file",
-                        "approach",
-                        "target",
-                        "algorithm",
-                        "form",
-                        "meta-learner",
-                        "training envs",
-                        "suite",
-                        "runs",
-                        "timesteps scale",
-                    ],
-                    inputs,
-                ),
-            ],
-        )
-    ]
-    for s in rep.studies:
-        blocks: list[Any] = []
-        for w in written:
-            if w["section"] == s.title:
-                blocks.append(("figure", w))
-                if w["name"].startswith("aggregate_"):
-                    rows = [
-                        [
-                            r["panel"],
-                            r["approach"],
-                            _num(r["iqm"]),
-                            _ci(r),
-                            f"{r['n']} ({r['tasks']} envs)",
-                        ]
-                        for r in rep.aggregate
-                        if r["study"] == s.title
-                    ]
-                    blocks.append(("table", ["panel", "approach", "IQM", "95% CI", "scores"], rows))
-        out.append((s.title, blocks))
-    per_env = [
-        [
-            env_name(r["env"]),
-            r["approach"],
-            _num(r["iqm"]),
-            _ci(r),
-            _num(r["mean"]),
-            f"{r['n']}/{r['runs']}",
-            str(r["diverged"]),
-            _num(r["run_s"]),
-            _num(r["compile_s"]),
-        ]
-        for r in rep.per_env
-    ]
-    out.append(
-        (
-            "Returns by environment",
-            [
-                (
-                    "table",
-                    [
-                        "env",
-                        "approach",
-                        "IQM",
-                        "95% CI",
-                        "mean",
-                        "finished runs",
-                        "diverged",
-                        "run s",
-                        "compile s",
-                    ],
-                    per_env,
-                )
-            ],
-        )
-    )
+    out = [_inputs_section(rep)]
+    out += [_study_section(rep, s, written) for s in rep.studies]
+    out.append(_per_env_section(rep))
     grads = [("figure", w) for w in written if w["section"] == "LPO gradients"]
     if grads:
         out.append(("LPO objective gradients", grads))
-    t1 = [
-        [
-            r["approach"],
-            r["study"],
-            r["form"],
-            r["samples_text"],
-            r["meta_train_text"],
-            r["meta_test_text"],
-            r["interpretability_text"],
-            r["scalability_text"],
-        ]
-        for r in rep.table1
-    ]
-    out.append(
-        (
-            "Table 1 (measured)",
-            [
-                (
-                    "text",
-                    "Samples: env steps used in meta-training (from the artefact's "
-                    "manifest); meta-train time: its wall time; meta-test time: the sum of run "
-                    "times over environments (compilation separately); interpretability by form "
-                    "(neural low, symbolic medium, code high) with the program's size; "
-                    "scalability: the kernel's inputs and the paper's rating of its method.",
-                ),
-                (
-                    "table",
-                    [
-                        "Approach",
-                        "Study",
-                        "Form",
-                        "Samples",
-                        "Train Time",
-                        "Test Time",
-                        "Interpretability",
-                        "Scalability",
-                    ],
-                    t1,
-                ),
-            ],
-        )
-    )
+    out.append(_table1_section(rep))
     if rep.programs:
-        out.append(
-            (
-                "Discovered programs (as in Supplement C)",
-                [
-                    ("code", f"{p['title']} ({p['label']}, {p['file']})", p["text"])
-                    for p in rep.programs
-                ],
-            )
-        )
+        programs = [
+            ("code", f"{p['title']} ({p['label']}, {p['file']})", p["text"]) for p in rep.programs
+        ]
+        out.append(("Discovered programs (as in Supplement C)", programs))
     if rep.notes:
         out.append(("Notes", [("list", rep.notes)]))
     return out
@@ -197,6 +123,7 @@ def _md_cell(x: str) -> str:
 
 
 def markdown_report(rep, written: list[dict[str, Any]]) -> str:
+    """The report as Markdown, figures linked by their PNG files."""
     lines = ["# metarl report", ""]
     fig_no = 0
     for heading, blocks in _sections(rep, written):
@@ -236,6 +163,7 @@ figcaption{font-size:0.9em;color:#444} pre{background:#f6f8fa;padding:0.8em;over
 
 
 def html_report(rep, written: list[dict[str, Any]]) -> str:
+    """The report as one self-contained HTML page (figures inlined as PNG data)."""
     e = html.escape
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import platform
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,22 @@ import numpy as np
 from metarl_cli.analysis import figures as F
 from metarl_cli.analysis.collect import Entry, Study, artefact_path, env_name, group_studies
 from metarl_cli.analysis.collect import load_entries as _load
+from metarl_cli.analysis.gradients import kernel_of, objective_gradient, ppo_drift
 from metarl_cli.analysis.normalise import Normalisation, resolve, returns
+from metarl_cli.analysis.render import html_report, markdown_report
 from metarl_cli.analysis.stats import DEFAULT_REPS, interval_estimate
 from metarl_cli.analysis.tables import programs, table1
+from metarl_cli.config import normaliser_note
+from metarl_cli.envs.registry import SUITES
+from metarl_cli.errors import MetarlError, OutputExistsError
+from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.learned.base import ALGORITHMS, display_name, get_algorithm
 
 
 @dataclass
 class FigureOut:
+    """A figure to write: file stem, title, caption, the matplotlib figure, section."""
+
     name: str
     title: str
     caption: str
@@ -39,6 +49,8 @@ class FigureOut:
 
 @dataclass
 class Report:
+    """Everything `metarl report` computed from the result files, before it is written."""
+
     entries: list[Entry]
     studies: list[Study]
     env_ids: list[str]
@@ -53,8 +65,6 @@ class Report:
 
 
 def _env_order(entries: list[Entry]) -> list[str]:
-    from metarl_cli.envs.registry import SUITES
-
     first = entries[0].result
     ids = [e.env_id for e in first.envs]
     if first.suite and first.suite in SUITES:
@@ -90,8 +100,6 @@ def build_report(
 
 def _normaliser_notes(rep: Report) -> None:
     """Names the PPO normalisers that are placeholders, when the report divides by them."""
-    from metarl_cli.config import normaliser_note
-
     if rep.norm.mode != "ppo":
         return
     for env_id in rep.env_ids:
@@ -188,8 +196,8 @@ def _figures(rep: Report, gradients: bool) -> None:
         envs = []
         for env_id in rep.env_ids:
             # Keyed by file: two studies may each have a "Black-Box Learning".
-            rows = {r["file"]: r for r in rep.per_env if r["env"] == env_id}
-            envs.append((env_name(env_id), [_bar(rows[str(e.path)]) for e in s.entries]))
+            by_file = {r["file"]: r for r in rep.per_env if r["env"] == env_id}
+            envs.append((env_name(env_id), [_bar(by_file[str(e.path)]) for e in s.entries]))
         rep.figures.append(
             FigureOut(
                 f"per_env_{s.slug}",
@@ -221,8 +229,6 @@ def _figures(rep: Report, gradients: bool) -> None:
 
 def _drift_entries(entries: list[Entry]) -> dict[str, list[Entry]]:
     """The entries of learned drifts (LPO), by algorithm: their objective's slope is drawn."""
-    from metarl_cli.learned.base import ALGORITHMS, get_algorithm
-
     out: dict[str, list[Entry]] = {}
     for e in entries:
         name = e.target.algorithm
@@ -235,23 +241,17 @@ def _curve(e: Entry, env_id: str) -> F.Curve:
     r = e.env(env_id)
     c = np.array([[np.nan if v is None else v for v in run] for run in r.curves], dtype=float)
     c = c.reshape(len(r.curves), -1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(c, axis=0)
-            n = np.isfinite(c).sum(axis=0)
-            se = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(c, axis=0)
+        n = np.isfinite(c).sum(axis=0)
+        se = np.nanstd(c, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
     return F.Curve(e.label, np.asarray(r.curve_steps, dtype=float), mean, se)
 
 
 def _gradient_figure(algorithm: str, drifts: list[Entry], notes: list[str]) -> FigureOut | None:
     """Panels for PPO and every drift kernel of `algorithm` that can be rebuilt; the others go
     to `notes`."""
-    from metarl_cli.analysis.gradients import kernel_of, objective_gradient, ppo_drift
-    from metarl_cli.learned.base import display_name
-
     name = display_name(algorithm)
 
     built: list[tuple[str, Any]] = [("PPO (reference)", (ppo_drift(), {}))]
@@ -261,7 +261,7 @@ def _gradient_figure(algorithm: str, drifts: list[Entry], notes: list[str]) -> F
             notes.append(f"{name} gradient map of {e.label} ({e.path.name}) not drawn: {kernel}")
         else:
             built.append((e.label, kernel))
-    panels = []
+    panels: list[F.GradientPanel] = []
     for label, kernel in built:
         log_r, adv, grad = objective_gradient(*kernel)
         if not np.isfinite(grad).any():
@@ -298,10 +298,6 @@ def output_names(rep: Report) -> list[str]:
 
 def write_report(rep: Report, out_dir: Path, *, force: bool) -> dict[str, Any]:
     """Writes every file into `out_dir` (created if missing); returns the JSON summary."""
-    from metarl_cli.analysis.render import html_report, markdown_report
-    from metarl_cli.errors import MetarlError, OutputExistsError
-    from metarl_cli.fsutil import atomic_write_text
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MetarlError(f"{out_dir} is a file; give a directory for the report")
@@ -345,6 +341,7 @@ def write_report(rep: Report, out_dir: Path, *, force: bool) -> dict[str, Any]:
 
 
 def summary_of(rep: Report, written: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """The machine-readable summary of a written report (`report.json`, `--json`)."""
     return {
         "output": str(out_dir),
         "normalise_by": rep.norm.mode,

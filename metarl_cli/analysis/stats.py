@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import bootstrap, trim_mean
 
 DEFAULT_REPS = 50_000
 """rliable's default number of bootstrap resamples."""
@@ -25,8 +26,6 @@ def iqm(x: np.ndarray) -> float:
     Trims `int(0.25 * n)` values from each end (scipy's `trim_mean`), so for n < 4 it is the
     mean. NaN when there is no finite value.
     """
-    from scipy.stats import trim_mean
-
     v = np.asarray(x, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -78,8 +77,6 @@ def stratified_bootstrap_ci(
         alpha: 0.05 gives a 95% interval.
         seed: seed of the resampling generator.
     """
-    from scipy.stats import bootstrap
-
     strata = strata_of(scores)
     if not strata:
         return float("nan"), float("nan")
@@ -125,6 +122,8 @@ class Estimate:
     tasks: int
 
     def as_dict(self) -> dict[str, float | int | None]:
+        """The estimate as JSON-ready numbers (None for NaN or infinite values)."""
+
         def f(x: float) -> float | None:
             return float(x) if np.isfinite(x) else None
 

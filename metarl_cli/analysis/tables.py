@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy as sp
+
 from metarl_cli.analysis.collect import Entry, Study, env_set_name
-from metarl_cli.learned.base import display_name
+from metarl_cli.learned.base import display_name, get_algorithm
+from metarl_cli.learned.symbolic import compile_symbolic
 
 INTERPRETABILITY = {"neural": "low", "symbolic": "medium", "code": "high"}
 PAPER_SCALABILITY = {
@@ -32,14 +35,8 @@ def program_size(form: str | None, algorithm: str | None, text: str | None) -> d
     """Size and inputs of a symbolic (sympy operation count) or code (lines) kernel."""
     if not text or algorithm is None:
         return {}
-    from metarl_cli.learned.base import get_algorithm
-
     alg = get_algorithm(algorithm)
     if form == "symbolic":
-        import sympy as sp
-
-        from metarl_cli.learned.symbolic import compile_symbolic
-
         k = compile_symbolic(text, alg.symbolic_variables, alg.symbolic_aliases)
         return {
             "length": int(sp.count_ops(k.expr)),
@@ -107,8 +104,6 @@ def table1_row(study: Study, entry: Entry) -> dict[str, Any]:
         )
     inputs = size.get("inputs")
     if inputs is None and t.algorithm and t.form == "neural":
-        from metarl_cli.learned.base import get_algorithm
-
         inputs = len(get_algorithm(t.algorithm).spec.features)
     rating = PAPER_SCALABILITY.get(entry.method)
     scal = [f"{inputs} inputs" if inputs is not None else "", f"paper: {rating}" if rating else ""]

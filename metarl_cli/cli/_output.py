@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +16,19 @@ out = Console()
 err = Console(stderr=True)
 if not out.is_terminal:  # piped or captured: rich would assume 80 columns and squeeze tables
     out.width = 120
+
+
+@contextmanager
+def resume_hint(command: Callable[[], str]) -> Iterator[None]:
+    """Gives an `errors.Interrupted` raised inside the command `command()` that resumes the
+    run; `cli/app.py` prints it and exits 130."""
+    from metarl_cli.errors import Interrupted
+
+    try:
+        yield
+    except Interrupted as e:
+        e.resume = command()
+        raise
 
 
 def print_json(data: Any) -> None:

@@ -87,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     the user's environment (disk full, read-only or permission denied) and, as a backstop,
     `OverflowError` (a number too large for NumPy or JAX). Each becomes one line
     on stderr and exit code 2; `--verbose` re-raises them with their traceback. Asking for no
-    command prints the help (exit 2, as click does).
+    command prints the help (exit 2, as click does). A meta-learner stopped by Ctrl-C
+    (`Interrupted`, every meta-learner's) prints where it stopped and the command that resumes
+    it, exit 130.
     """
     from pydantic import ValidationError
     from typer._click import exceptions as click_errors  # Typer vendors click from 0.29 on
 
-    from metarl_cli.errors import MetarlError
+    from metarl_cli.errors import Interrupted, MetarlError
     from metarl_cli.fsutil import unlock_all_run_dirs
     from metarl_cli.rl.parallel import expose_cpu_cores
 
@@ -124,10 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
+    except Interrupted as e:
+        typer.echo(f"interrupted after {e.done}; {e.saved}", err=True)
+        typer.echo(f"resume with: {e.resume or resume_command(argv)}", err=True)
+        return 130
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted run: this one, with `--resume`."""
+    import shlex
+
+    return shlex.join(["metarl", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def one_line(e: Exception) -> str:

@@ -140,7 +140,7 @@ def discover(
     done = plan.state.turns_done() if plan.state else 0
     err.print(
         f"discover {plan.algorithm.name} on {', '.join(cfg.envs)} with {source}: "
-        f"{cfg.turns} turns ({done} done), run dir {plan.run_dir}"
+        f"{cfg.turns} turns ({done} done), run dir {plan.run_dir.path}"
     )
     from metarl_cli.config import build_config
 
@@ -151,9 +151,6 @@ def discover(
     status.start()
     try:
         result = run_discover(plan, on_event=_Progress(status, cfg.turns))
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the run is saved in {plan.run_dir}; continue it with --resume")
-        raise
     finally:
         status.stop()
     if json_:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
+from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json, resume_hint
 
 
 def distil(
@@ -120,20 +120,15 @@ def distil(
         resume=resume,
         force=force,
     )
-    from metarl_cli.meta.distil.train import DistilInterrupted
     from metarl_cli.meta.distil.train import distil as run
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
     _header(plan)
     reporter = _Reporter(plan, verbose=verbose)
-    try:
-        with reporter:
-            result = run(plan, on_event=reporter.event)
-    except DistilInterrupted as e:
-        err.print(f"[yellow]interrupted[/] ({e}); checkpoint in {plan.run_dir.path}")
-        err.print(f"resume with: {shlex.join(['metarl', 'distil', *_argv(plan), '--resume'])}")
-        raise typer.Exit(130) from None
+    resume = shlex.join(["metarl", "distil", *_argv(plan), "--resume"])
+    with resume_hint(lambda: resume), reporter:
+        result = run(plan, on_event=reporter.event)
     manifest = result.manifest
     if json_:
         print_json(manifest.model_dump(mode="json"))

@@ -41,7 +41,8 @@ def evaluate(
     chunk: Annotated[
         int | None,
         typer.Option(
-            help="Runs vmapped together per device (1: same results on any device count)."
+            help="Runs per device per call (default: all, vmapped; 1: one at a time, the "
+            "same results on any device count; k: k vmapped, bounds memory)."
         ),
     ] = None,
     set_: Annotated[
@@ -75,6 +76,7 @@ def evaluate(
     from metarl_cli.envs.registry import resolve_suite
     from metarl_cli.errors import ConfigError
     from metarl_cli.fsutil import check_writable
+    from metarl_cli.rl.parallel import check_chunk
 
     if suite is not None and envs is not None:
         raise ConfigError("pass --suite or --envs, not both")
@@ -84,8 +86,7 @@ def evaluate(
         env_ids = resolve_envs("cartpole" if envs is None else envs)
     overrides = parse_set(set_ or [])
     file_values = read_config_file(config) if config else None
-    if chunk is not None and chunk < 1:
-        raise ConfigError(f"--chunk must be at least 1, got {chunk}")
+    check_chunk(chunk)
     if output is not None:
         check_writable(output, force=force)  # fail now, not after the run
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json
+from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json, resume_hint
 
 
 def symbolic(
@@ -106,7 +106,7 @@ def symbolic(
     )
     plan = plan_symbolic(cfg, teach, output, run_dir=run_dir, resume=resume, force=force)
 
-    from metarl_cli.meta.symbolic.search import SymbolicInterrupted, run_symbolic
+    from metarl_cli.meta.symbolic.search import run_symbolic
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
@@ -119,14 +119,8 @@ def symbolic(
         f"run dir {plan.run_dir.path}; {start}"
     )
     reporter = _Reporter(plan, verbose=verbose)
-    try:
-        with reporter:
-            manifest, result = run_symbolic(plan, on_event=reporter.event)
-    except SymbolicInterrupted as e:
-        where = plan.run_dir.path
-        err.print(f"[yellow]interrupted[/] after round {e.rounds_done}; state in {where}")
-        err.print(f"resume with: {_resume_command(plan)}")
-        raise typer.Exit(130) from None
+    with resume_hint(lambda: _resume_command(plan)), reporter:
+        manifest, result = run_symbolic(plan, on_event=reporter.event)
     if json_:
         print_json(manifest.model_dump(mode="json"))
         return

@@ -15,6 +15,7 @@ from metarl_cli.cli._output import (
     out,
     print_json,
     print_normaliser_notes,
+    resume_hint,
 )
 
 app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
@@ -59,7 +60,11 @@ def es(
     ] = "open_es",
     chunk: Annotated[
         int | None,
-        typer.Option(help="Runs vmapped together per device (bounds memory).", max=MAX_SIZE),
+        typer.Option(
+            help="Population runs per device per call (default: all, vmapped; 1: one at a "
+            "time, the same results on any device count; k: k vmapped, bounds memory).",
+            max=MAX_SIZE,
+        ),
     ] = None,
     select: Annotated[
         str | None,
@@ -86,7 +91,7 @@ def es(
     from metarl_cli.config import parse_set
     from metarl_cli.envs import resolve_envs
     from metarl_cli.errors import ConfigError
-    from metarl_cli.meta.config import ESConfig
+    from metarl_cli.meta.es.config import ESConfig
 
     env_ids = resolve_envs(envs)
     overrides = parse_set(set_ or [])
@@ -96,7 +101,7 @@ def es(
         except ImportError:
             raise ConfigError("--wandb needs the wandb package: pip install wandb") from None
     from metarl_cli.learned.base import get_algorithm, resolve_architecture
-    from metarl_cli.meta.es_train import plan_es
+    from metarl_cli.meta.es.train import plan_es
 
     algorithm = get_algorithm(algo)
     suite = env_ids[0].split("/")[0]
@@ -124,23 +129,16 @@ def es(
     )
     plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
 
-    from metarl_cli.meta.es import ESInterrupted
-    from metarl_cli.meta.es_train import train_es
+    from metarl_cli.meta.es.train import train_es
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
     _header(plan)
     reporter = _Reporter(plan, verbose=verbose, wandb=wandb)
-    try:
-        with reporter:
-            manifest, result = train_es(
-                plan, on_generation=reporter.generation, on_event=reporter.event
-            )
-    except ESInterrupted as e:
-        where = f"checkpoint saved in {plan.run_dir.path}" if e.saved else "nothing saved"
-        err.print(f"[yellow]interrupted[/] after generation {e.generation}; {where}")
-        err.print(f"resume with: {_resume_command(plan)}")
-        raise typer.Exit(130) from None
+    with resume_hint(lambda: _resume_command(plan)), reporter:
+        manifest, result = train_es(
+            plan, on_generation=reporter.generation, on_event=reporter.event
+        )
     if json_:
         print_json(manifest.model_dump(mode="json"))
         return
@@ -260,7 +258,7 @@ def _resume_command(plan: Any) -> str:
     """The command that continues this run (non-default settings spelled out)."""
     import shlex
 
-    from metarl_cli.meta.config import ESConfig
+    from metarl_cli.meta.es.config import ESConfig
 
     cfg = plan.cfg
     parts = ["metarl", "train", "es", "--algo", cfg.algo, "--envs", ",".join(cfg.envs)]

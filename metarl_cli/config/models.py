@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metarl_cli.config.presets import BRAX_NORMALISER_BACKEND, preset
-from metarl_cli.errors import ConfigError
+from metarl_cli.envs.registry import ENVS
+from metarl_cli.errors import ConfigError, UnknownNameError
+from metarl_cli.fsutil import read_regular_file
 
 _INT32_MAX = 2**31 - 1
 
@@ -116,6 +118,7 @@ class TrainConfig(BaseModel):
 
     @property
     def minibatch_size(self) -> int:
+        """Transitions per minibatch: batch_size / num_minibatches."""
         return self.batch_size // self.num_minibatches
 
     @property
@@ -130,6 +133,7 @@ class TrainConfig(BaseModel):
 
     @property
     def suite(self) -> str:
+        """The env suite, the namespace of `env_id` ("minatar", "brax", ...)."""
         return self.env_id.split("/")[0]
 
 
@@ -154,8 +158,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     Per-env tables may be keyed by an alias (`[cartpole]`); they come back keyed by the
     canonical id. A table naming no known environment is an error, never silently ignored.
     """
-    from metarl_cli.fsutil import read_regular_file
-
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     raw = read_regular_file(
@@ -180,9 +182,6 @@ _MAX_CONFIG_BYTES = 1 << 20
 
 def _canonical_env_tables(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """`data` with its per-env tables keyed by canonical env id; unknown ids are errors."""
-    from metarl_cli.envs.registry import ENVS
-    from metarl_cli.errors import UnknownNameError
-
     out: dict[str, Any] = {}
     for key, value in data.items():
         if not isinstance(value, dict):

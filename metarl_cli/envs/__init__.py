@@ -7,18 +7,24 @@ code), so logged returns are always unnormalised.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metarl_cli.envs.registry import ENVS, EnvEntry, resolve_envs
+
+if TYPE_CHECKING:  # config/ reads the env registry (this package), so no import at run time
+    from metarl_cli.config import TrainConfig
 
 __all__ = ["ENVS", "EnvEntry", "make_env", "resolve_envs"]
 
 
-def make_env(cfg: Any) -> Any:
+def make_env(cfg: TrainConfig) -> Any:
     """Returns a `VecEnv` for `cfg.env_id` with `cfg.num_envs` copies."""
+    # The wrappers and adapters import JAX (and brax, craftax): imported here, not above, so
+    # that `config/`, which reads this package's registry, stays free of JAX.
     from metarl_cli.envs.base import EpisodeLog, NormalizeObservation, NormalizeReward
 
     entry = ENVS.get(cfg.env_id)
+    # Each backend adapter is imported only for its own suite (brax and craftax are heavy).
     if entry.suite in ("classic", "minatar"):
         from metarl_cli.envs.gymnax_env import GymnaxVecEnv
 

@@ -75,6 +75,8 @@ def where_tree(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
 
 @struct.dataclass
 class LogState:
+    """`EpisodeLog`'s state: the inner env's and each env's running return."""
+
     inner: Any
     running_return: jax.Array
 
@@ -88,10 +90,12 @@ class EpisodeLog:
         self.num_envs = inner.num_envs
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, LogState]:
+        """Resets every env and zeroes the running returns."""
         obs, state = self.inner.reset(key)
         return obs, LogState(state, jnp.zeros(self.num_envs, jnp.float32))
 
     def step(self, key: jax.Array, state: LogState, action: jax.Array) -> StepOut:
+        """Steps every env and records the raw return of each episode that ended."""
         out = self.inner.step(key, state.inner, action)
         total = state.running_return + out.reward.astype(jnp.float32)
         ended = jnp.where(out.done, total, 0.0)
@@ -101,6 +105,8 @@ class EpisodeLog:
 
 @struct.dataclass
 class RunningStats:
+    """Running mean and variance over batches (the parallel update of Chan et al.)."""
+
     mean: jax.Array
     var: jax.Array
     count: jax.Array
@@ -108,6 +114,7 @@ class RunningStats:
     @classmethod
     def zeros(cls, shape: tuple[int, ...]) -> RunningStats:
         # count starts at 1e-4 as in the original wrappers, so the first update dominates.
+        """Fresh statistics of `shape`: mean 0, variance 1, count 1e-4."""
         return cls(jnp.zeros(shape), jnp.ones(shape), jnp.asarray(1e-4))
 
     def update(self, batch: jax.Array) -> RunningStats:
@@ -124,6 +131,8 @@ class RunningStats:
 
 @struct.dataclass
 class NormObsState:
+    """`NormalizeObservation`'s state: the inner env's and the observation statistics."""
+
     inner: Any
     stats: RunningStats
 
@@ -140,11 +149,13 @@ class NormalizeObservation:
         return (obs - stats.mean) / jnp.sqrt(stats.var + 1e-8)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, NormObsState]:
+        """Resets every env and normalises the first observations."""
         obs, state = self.inner.reset(key)
         stats = RunningStats.zeros(obs.shape[1:]).update(obs)
         return self._norm(stats, obs), NormObsState(state, stats)
 
     def step(self, key: jax.Array, state: NormObsState, action: jax.Array) -> StepOut:
+        """Steps every env, updates the statistics and normalises the observation."""
         out = self.inner.step(key, state.inner, action)
         stats = state.stats.update(out.obs)
         return out._replace(
@@ -156,6 +167,8 @@ class NormalizeObservation:
 
 @struct.dataclass
 class NormRewState:
+    """`NormalizeReward`'s state: the inner env's, the discounted return, its statistics."""
+
     inner: Any
     discounted: jax.Array
     stats: RunningStats
@@ -171,11 +184,13 @@ class NormalizeReward:
         self.num_envs = inner.num_envs
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, NormRewState]:
+        """Resets every env and the discounted returns."""
         obs, state = self.inner.reset(key)
         zeros = jnp.zeros(self.num_envs)
         return obs, NormRewState(state, zeros, RunningStats.zeros(()))
 
     def step(self, key: jax.Array, state: NormRewState, action: jax.Array) -> StepOut:
+        """Steps every env and scales the reward by the discounted return's std."""
         out = self.inner.step(key, state.inner, action)
         discounted = state.discounted * self.gamma * (1.0 - out.done) + out.reward
         stats = state.stats.update(discounted)

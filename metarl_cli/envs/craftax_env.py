@@ -42,6 +42,7 @@ class CraftaxVecEnv:
     """
 
     def __init__(self, env_id: str, name: str, num_envs: int, *, reset_pool: int = 4) -> None:
+        # Lazy: craftax is heavy, and only a Craftax run should pay for importing it.
         from craftax.craftax_env import make_craftax_env_from_name
 
         self.env = make_craftax_env_from_name(name, auto_reset=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import gymnax
 import jax
 import jax.numpy as jnp
 
@@ -21,8 +22,6 @@ class GymnaxVecEnv:
     """`num_envs` copies of a gymnax environment with flattened observations."""
 
     def __init__(self, env_id: str, gymnax_name: str, num_envs: int) -> None:
-        import gymnax
-
         self.env, self.params = gymnax.make(gymnax_name)
         self.num_envs = num_envs
         obs_shape = self.env.observation_space(self.params).shape
@@ -40,11 +39,13 @@ class GymnaxVecEnv:
         return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
+        """Resets `num_envs` copies: (flat observations, state)."""
         keys = jax.random.split(key, self.num_envs)
         obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
         return self._flat(obs), state
 
     def step(self, key: jax.Array, state: Any, action: jax.Array) -> StepOut:
+        """Steps `num_envs` copies; gymnax resets a finished env itself (`final_obs`: its last)."""
         keys = jax.random.split(key, self.num_envs)
         obs, state, reward, terminated, truncated, info = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None)

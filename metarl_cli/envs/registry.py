@@ -7,9 +7,9 @@ listing environments or printing help imports none of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from metarl_cli.errors import ConfigError
 from metarl_cli.registry import Registry
 
 
@@ -125,10 +125,5 @@ def resolve_envs(spec: str) -> list[str]:
         if env_id not in out:
             out.append(env_id)
     if not out:
-        from metarl_cli.errors import ConfigError
-
         raise ConfigError("no environment given; pass e.g. --envs cartpole or --envs ant,breakout")
     return out
-
-
-Factory = Callable[..., object]

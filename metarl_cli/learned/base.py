@@ -8,11 +8,19 @@ every artefact, so an artefact trained on one feature set is never run on anothe
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol, cast
 
+from metarl_cli.artefacts.manifest import Slot
+from metarl_cli.config import TrainConfig
+from metarl_cli.errors import ArtefactError, ConfigError, KernelError
+from metarl_cli.learned.exported import ExportedKernel, KernelSignature
+from metarl_cli.learned.source_check import check_parameters
+from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.registry import Registry
+from metarl_cli.rl.slots import DriftSlot, OptimiserSlot, Slots, fill_slots
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class FeatureSpec:
 
     @property
     def names(self) -> list[str]:
+        """The feature names, in input order."""
         return [f.name for f in self.features]
 
     @property
@@ -72,43 +81,99 @@ class LearnedAlgorithm(Protocol):
     the algorithm instead of switching on its id. Three forms of kernel fill the same slot:
     `neural` (theta + the network, `init`/`apply`), `symbolic` (an expression over
     `symbolic_variables`) and `code` (Python source of a function with parameters
-    `code_parameters`, checked by `learned/sandbox.py`). `code_inputs`, `code_output`,
+    `code_parameters`, checked by `learned/source_check.py`). `code_inputs`, `code_output`,
     `warm_start` and `prompt_example` are what the LLM prompt needs; `sample_inputs` draws the
     synthetic inputs of distillation. Members marked "symbolic distillation" are needed only
     by algorithms that support it (feed-forward, with a symbolic form).
     """
 
-    name: str
-    """Registry id (lower case)."""
-    display_name: str
-    """The name in reports, tables and figures ("LPO", "Feed-Forward OPEN")."""
-    slot: str
-    """The trainer slot it fills: "drift" | "optimiser"."""
-    spec: FeatureSpec
-    forms: tuple[str, ...]
-    """Kernel forms it can run: a subset of ("neural", "symbolic", "code")."""
-    recurrent: bool
-    """Carries a per-parameter state between steps (symbolic distillation refuses these)."""
-    widths: tuple[str, ...]
-    """The architecture keys that are layer widths (a smaller student halves each)."""
-    distil_options: tuple[str, ...]
-    """Options its distillation problem takes: "target" (value | grad of a drift),
-    "rollout" (sequence length of a recurrent problem, which also needs the PPO schedule)."""
-    reference_baseline: str
-    """The registered baseline (`baselines.py`: "ppo" | "sgd") whose per-env return
-    normalises the fitness of its code kernels (discover, reference §7.1)."""
-    code_parameters: tuple[str, ...]
-    code_output: str
-    warm_start: str
-    prompt_example: tuple[str, str, str] | None
-    """Supplement D's worked example: (function name, thought, body under the generated
-    signature); None: the prompt shows the warm start instead."""
+    @property
+    def name(self) -> str:
+        """Registry id (lower case)."""
+        ...
 
     @property
-    def code_inputs(self) -> dict[str, str]: ...
+    def display_name(self) -> str:
+        """The name in reports, tables and figures ("LPO", "Feed-Forward OPEN")."""
+        ...
 
     @property
-    def symbolic_variables(self) -> dict[str, str]: ...
+    def slot(self) -> Slot:
+        """The trainer slot it fills: "drift" | "optimiser"."""
+        ...
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """Its versioned inputs (the digest goes into every artefact)."""
+        ...
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Kernel forms it can run: a subset of ("neural", "symbolic", "code")."""
+        ...
+
+    @property
+    def recurrent(self) -> bool:
+        """Carries a per-parameter state between steps (symbolic distillation refuses these)."""
+        ...
+
+    @property
+    def widths(self) -> tuple[str, ...]:
+        """The architecture keys that are layer widths (a smaller student halves each)."""
+        ...
+
+    @property
+    def distil_options(self) -> tuple[str, ...]:
+        """Options its distillation problem takes: "target" (value | grad of a drift),
+        "rollout" (sequence length of a recurrent problem, which also needs the PPO schedule)."""
+        ...
+
+    @property
+    def reference_baseline(self) -> str:
+        """The registered baseline (`baselines.py`: "ppo" | "sgd") whose per-env return
+        normalises the fitness of its code kernels (discover, reference §7.1)."""
+        ...
+
+    @property
+    def code_parameters(self) -> tuple[str, ...]:
+        """The parameters of a code kernel's function, in order."""
+        ...
+
+    @property
+    def code_signature(self) -> KernelSignature:
+        """The exported interface a code kernel must match (`learned/exported.py`)."""
+        ...
+
+    @property
+    def code_output(self) -> str:
+        """What a code kernel returns and how the trainer uses it (for the LLM prompt)."""
+        ...
+
+    @property
+    def warm_start(self) -> str:
+        """The hand-designed reference as code-kernel source (the LLM's starting point)."""
+        ...
+
+    @property
+    def prompt_example(self) -> tuple[str, str, str] | None:
+        """Supplement D's worked example: (function name, thought, body under the generated
+        signature); None: the prompt shows the warm start instead."""
+        ...
+
+    @property
+    def code_inputs(self) -> dict[str, str]:
+        """Names and meanings of the code interface (what the LLM prompt describes)."""
+        ...
+
+    @property
+    def symbolic_variables(self) -> dict[str, str]:
+        """Variable name -> meaning of the symbolic form (the spec's features and extras)."""
+        ...
+
+    @property
+    def symbolic_aliases(self) -> dict[str, str]:
+        """Other spellings of symbolic variables (the paper's programs) -> their names."""
+        ...
 
     def sample_inputs(self, key: Any, n: int) -> dict[str, Any]:
         """Synthetic raw inputs (reference §5) for distillation and symbolic regression."""
@@ -127,20 +192,28 @@ class LearnedAlgorithm(Protocol):
         smaller students)."""
         ...
 
-    def init(self, key: Any, **architecture: Any) -> Any:
-        """Freshly initialised meta-parameters theta for `architecture` (a distilled
-        student's start; its shapes are what an artefact's tensors must have)."""
+    def init(self, *args: Any, **architecture: Any) -> Any:
+        """`init(key, **architecture)`: freshly initialised meta-parameters theta for
+        `architecture` (a distilled student's start; its shapes are what an artefact's tensors
+        must have)."""
         ...
 
-    def initial_theta(self, key: Any, **architecture: Any) -> Any:
-        """Where meta-learning starts: the ES search mean at generation 0 (the paper's all-zero
-        vector: LPO at PPO's drift)."""
+    def initial_theta(self, *args: Any, **architecture: Any) -> Any:
+        """`initial_theta(key, **architecture)`: where meta-learning starts, the ES search mean
+        at generation 0 (the paper's all-zero vector: LPO at PPO's drift)."""
         ...
 
     def kernel(
-        self, cfg: Any, architecture: dict[str, Any], form: str = "neural", text: str | None = None
-    ) -> Any:
-        """The slot object the trainer calls with theta (static, hashable)."""
+        self,
+        cfg: TrainConfig | None,
+        architecture: dict[str, Any],
+        form: str = "neural",
+        text: str | None = None,
+        code: ExportedKernel | None = None,
+    ) -> DriftSlot | OptimiserSlot:
+        """The slot object the trainer calls with theta (static, hashable): a `DriftSlot` for
+        a drift algorithm, an `OptimiserSlot` for an optimiser. `text`: a symbolic kernel's
+        expression; `code`: a code kernel's verified exported program."""
         ...
 
     def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
@@ -160,8 +233,10 @@ class LearnedAlgorithm(Protocol):
         the options it does not list in `distil_options` are ignored."""
         ...
 
-    checkpoint_format: str | None
-    """A foreign checkpoint `metarl import <name>` reads (None: none)."""
+    @property
+    def checkpoint_format(self) -> str | None:
+        """A foreign checkpoint `metarl import <name>` reads (None: none)."""
+        ...
 
     def import_checkpoint(self, path: Any) -> tuple[Any, dict[str, int]]:
         """(theta, architecture) of a foreign checkpoint (only with a `checkpoint_format`)."""
@@ -169,10 +244,16 @@ class LearnedAlgorithm(Protocol):
 
     # --- symbolic distillation ---------------------------------------------------------------
 
-    symbolic_function: SymbolicFunction
-    symbolic_search: dict[str, Any]
-    """Table 10's search space for it (population, max_size, max_depth, operators,
-    num_points)."""
+    @property
+    def symbolic_function(self) -> SymbolicFunction:
+        """How its symbolic program is written out."""
+        ...
+
+    @property
+    def symbolic_search(self) -> dict[str, Any]:
+        """Table 10's search space for it (population, max_size, max_depth, operators,
+        num_points)."""
+        ...
 
     def symbolic_data(
         self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,
@@ -192,15 +273,14 @@ class LearnedAlgorithm(Protocol):
         ...
 
 
-ALGORITHMS: Registry[Any] = Registry("learned algorithm")
+ALGORITHMS: Registry[LearnedAlgorithm] = Registry("learned algorithm")
 
-# Modules that register an algorithm on import (kept lazy: they import JAX).
+# Modules that register an algorithm on import. Imported on first use, not at the top: each of
+# them imports this module (a cycle otherwise).
 _MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open", "metarl_cli.learned.nofeat")
 
 
 def _import_modules() -> None:
-    import importlib
-
     for module in _MODULES:
         try:
             importlib.import_module(module)
@@ -209,13 +289,13 @@ def _import_modules() -> None:
                 raise
 
 
-def get_algorithm(name: str) -> Any:
+def get_algorithm(name: str) -> LearnedAlgorithm:
     """Imports the algorithm modules and returns the registered algorithm `name`."""
     _import_modules()
     return ALGORITHMS.get(name)
 
 
-def algorithms() -> list[Any]:
+def algorithms() -> list[LearnedAlgorithm]:
     """Every registered algorithm, in id order (imports the algorithm modules)."""
     _import_modules()
     return [ALGORITHMS.get(name) for name in ALGORITHMS.names()]
@@ -227,17 +307,27 @@ def display_name(name: str) -> str:
     return ALGORITHMS.get(name).display_name if name in ALGORITHMS else name
 
 
+def no_foreign_checkpoint(algorithm: LearnedAlgorithm, path: object) -> NoReturn:
+    """`import_checkpoint` of an algorithm without a `checkpoint_format`: refuses `path`."""
+    raise ArtefactError(f"{algorithm.name} has no foreign checkpoints to import ({path})")
+
+
+def no_ratio_inputs(algorithm: LearnedAlgorithm) -> NoReturn:
+    """`symbolic_ratio_inputs` of an optimiser, whose inputs do not depend on a ratio."""
+    raise KernelError(f"{algorithm.name} is an optimiser: its inputs do not depend on a ratio r")
+
+
 def check_hsize(hsize: int, *, even: bool = False, why: str = "") -> None:
     """Refuses an `--hsize` below 1 (or, with `even`, odd or below 2: `why` says why)."""
-    from metarl_cli.errors import ConfigError
-
     if hsize < 1:
         raise ConfigError(f"--hsize must be at least 1, got {hsize}")
     if even and (hsize < 2 or hsize % 2):
         raise ConfigError(f"--hsize must be even and at least 2 {why}, got {hsize}")
 
 
-def resolve_architecture(algorithm: Any, suite: str, hsize: int | None) -> dict[str, int]:
+def resolve_architecture(
+    algorithm: LearnedAlgorithm, suite: str, hsize: int | None
+) -> dict[str, int]:
     """`--hsize h` as the algorithm's sizes (validated), else Table 8's for the suite."""
     if hsize is None:
         arch = algorithm.default_architecture(suite)
@@ -246,14 +336,12 @@ def resolve_architecture(algorithm: Any, suite: str, hsize: int | None) -> dict[
     return {k: int(v) for k, v in arch.items()}
 
 
-def check_form(algorithm: Any, form: str, text: str | None) -> None:
+def check_form(algorithm: LearnedAlgorithm, form: str, text: str | None) -> None:
     """Validates a kernel's form and text before anything is compiled (one-line errors).
 
-    Code is only parsed and its tree checked here (`learned/sandbox.check_source`): nothing of
+    Code is only parsed and its tree checked here (`learned/source_check.check_source`): nothing of
     it runs in this process. It runs in the sandbox child, which exports it to StableHLO.
     """
-    from metarl_cli.errors import KernelError
-
     if form not in algorithm.forms:
         raise KernelError(
             f"{algorithm.name} has no {form!r} form (forms: {', '.join(algorithm.forms)})"
@@ -263,34 +351,30 @@ def check_form(algorithm: Any, form: str, text: str | None) -> None:
     if not text or not text.strip():
         raise KernelError(f"a {form} kernel needs its text")
     if form == "code":
-        from metarl_cli.learned.sandbox import check_parameters
-
         check_parameters(text, algorithm.code_parameters)
     else:
-        from metarl_cli.learned.symbolic import compile_symbolic
-
         compile_symbolic(text, algorithm.symbolic_variables, algorithm.symbolic_aliases)
 
 
 def slots_for(
-    algorithm: Any,
-    cfg: Any,
+    algorithm: LearnedAlgorithm,
+    cfg: TrainConfig,
     architecture: dict[str, Any],
     form: str = "neural",
     text: str | None = None,
-    code: Any = None,
-) -> Any:
+    code: ExportedKernel | None = None,
+) -> Slots:
     """The trainer's slots with `algorithm` in its slot and the paper's reference elsewhere.
 
     A drift is trained with PPO's Adam (per-env lr and betas, Tables 4-6); a learned optimiser
     with PPO's clipped objective. A code kernel runs from `code` (its `ExportedKernel`); its
     source `text` is only for reading.
     """
-    from metarl_cli.rl.slots import fill_slots
-
     if form == "code":
         kernel = algorithm.kernel(cfg, architecture, form=form, code=code)
     else:
         check_form(algorithm, form, text)
         kernel = algorithm.kernel(cfg, architecture, form=form, text=text)
-    return fill_slots(cfg, **{algorithm.slot: kernel})
+    if algorithm.slot == "drift":
+        return fill_slots(cfg, drift=cast(DriftSlot, kernel))
+    return fill_slots(cfg, optimiser=cast(OptimiserSlot, kernel))

@@ -74,6 +74,8 @@ class SymbolicData:
     ratio: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> SymbolicData:
+        """The subset of rows `rows` (every per-row array indexed alike)."""
+
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[rows]
 

@@ -30,6 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import export
+from jax.custom_batching import custom_vmap
+
 from metarl_cli.errors import KernelError
 
 # Platforms every exported kernel is lowered for, so an artefact written on a CPU laptop runs
@@ -61,10 +67,12 @@ class KernelSignature:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The input names, in order."""
         return tuple(name for name, _ in self.inputs)
 
     @property
     def kinds(self) -> tuple[str, ...]:
+        """The input kinds ("vector" | "scalar"), in order."""
         return tuple(kind for _, kind in self.inputs)
 
 
@@ -94,10 +102,6 @@ def export_function(fn: Callable[..., Any], signature: KernelSignature) -> dict[
     Raises:
         KernelError: tracing fails (Python control flow on traced values, wrong output count).
     """
-    import jax
-    import jax.numpy as jnp
-    from jax import export
-
     (n,) = export.symbolic_shape("n")
     avals = [
         jax.ShapeDtypeStruct((n,) if kind == "vector" else (), jnp.float32)
@@ -140,9 +144,6 @@ def export_function(fn: Callable[..., Any], signature: KernelSignature) -> dict[
 
 
 def _export(fn: Callable[..., Any], avals: list[Any], what: str) -> bytes:
-    import jax
-    from jax import export
-
     try:
         exported = export.export(jax.jit(fn), platforms=PLATFORMS)(*avals)
     except KernelError:
@@ -198,8 +199,6 @@ def verify_module(exported: Any, signature: KernelSignature, what: str, n_in: in
 
 @functools.lru_cache(maxsize=64)
 def _deserialise(data: bytes, signature: KernelSignature, which: str) -> Any:
-    from jax import export
-
     what = f"the kernel's {which} module"
     try:
         exported = export.deserialize(bytearray(data))
@@ -215,8 +214,6 @@ def _deserialise(data: bytes, signature: KernelSignature, which: str) -> Any:
 
 def _mapped(call: Callable[..., Any]) -> Callable[..., Any]:
     """`call` with a batching rule: `lax.map` over the batch axis (see the module doc)."""
-    import jax
-    from jax.custom_batching import custom_vmap
 
     @custom_vmap
     def f(*args: Any) -> tuple[Any, ...]:
@@ -268,8 +265,6 @@ class ExportedKernel:
 
     def tensors(self) -> dict[str, Any]:
         """The modules as uint8 tensors, as artefacts store them."""
-        import numpy as np
-
         out = {"primal": np.frombuffer(self.primal, np.uint8).copy()}
         if self.vjp is not None:
             out["vjp"] = np.frombuffer(self.vjp, np.uint8).copy()
@@ -277,8 +272,6 @@ class ExportedKernel:
 
     def __call__(self, *args: Any) -> tuple[Any, ...]:
         """Calls the kernel on vectors of one length and scalars; returns its output vectors."""
-        import jax.numpy as jnp
-
         fn = _callable(self.primal, self.vjp, self.signature)
         return fn(*(jnp.asarray(a, jnp.float32) for a in args))
 
@@ -292,9 +285,6 @@ def code_kernel(code: ExportedKernel | None) -> ExportedKernel:
 
 @functools.lru_cache(maxsize=64)
 def _callable(primal: bytes, vjp: bytes | None, signature: KernelSignature) -> Callable[..., Any]:
-    import jax
-    import jax.numpy as jnp
-
     forward = _mapped(_deserialise(primal, signature, "primal").call)
     if vjp is None:
         return forward

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from metarl_cli._version import package_versions
 from metarl_cli.artefacts import FeatureSpecRef, Manifest, MetaLearnerInfo, save_artefact
+from metarl_cli.artefacts.manifest import Form
+from metarl_cli.errors import KernelError
+from metarl_cli.learned.base import LearnedAlgorithm, check_form
+from metarl_cli.learned.exported import FORMAT
 
 
-def manifest_for(algorithm: Any, form: str = "neural", **fields: Any) -> Manifest:
+def manifest_for(algorithm: LearnedAlgorithm, form: Form = "neural", **fields: Any) -> Manifest:
     """A manifest naming `algorithm` (its slot and feature spec), `form` and this install's
     package versions, plus `fields` (architecture, provenance, notes, ...)."""
-    from metarl_cli.evaluation import package_versions
-
     return Manifest(
         algorithm=algorithm.name,
         slot=algorithm.slot,
@@ -25,7 +28,7 @@ def manifest_for(algorithm: Any, form: str = "neural", **fields: Any) -> Manifes
 
 def save_learned(
     path: str | Path,
-    algorithm: Any,
+    algorithm: LearnedAlgorithm,
     theta: Any,
     *,
     architecture: dict[str, Any],
@@ -49,7 +52,7 @@ def save_learned(
 
 def save_kernel(
     path: str | Path,
-    algorithm: Any,
+    algorithm: LearnedAlgorithm,
     form: str,
     text: str,
     *,
@@ -68,16 +71,12 @@ def save_kernel(
     `ExportedKernel` made by the sandbox child) as uint8 tensors under `code/`, and `text`,
     its source, for reading only.
     """
-    from metarl_cli.errors import KernelError
-    from metarl_cli.learned.base import check_form
-    from metarl_cli.learned.exported import FORMAT
-
-    check_form(algorithm, form, text)
+    check_form(algorithm, form, text)  # a form the algorithm has, so a `Form`
     if form == "code" and code is None:
         raise KernelError("a code kernel is saved with its exported program (export it first)")
     manifest = manifest_for(
         algorithm,
-        form,
+        cast(Form, form),
         expression=text if form == "symbolic" else None,
         source=text if form == "code" else None,
         kernel_format=FORMAT if form == "code" else None,

@@ -18,6 +18,8 @@ from metarl_cli.registry import Registry
 
 @dataclass(frozen=True)
 class PaperKernel:
+    """A kernel printed in the paper (Supplement C/D), importable by `metarl import paper`."""
+
     name: str
     algorithm: str
     form: str  # "symbolic" | "code"

@@ -10,14 +10,19 @@ Nothing in an artefact is ever executed as Python: a code kernel's source is tex
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from metarl_cli.artefacts import Manifest, artefact_digest, load_artefact
+from metarl_cli.config import TrainConfig
 from metarl_cli.errors import ArtefactError, KernelError, UnknownNameError
-from metarl_cli.learned.base import get_algorithm, slots_for
+from metarl_cli.learned.base import LearnedAlgorithm, get_algorithm, slots_for
 from metarl_cli.learned.exported import FORMAT, ExportedKernel
-from metarl_cli.rl.slots import Theta
+from metarl_cli.rl.slots import DriftSlot, OptimiserSlot, Slots, Theta
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,13 @@ class LoadedKernel:
     path: str
     digest: str
     manifest: Manifest
-    algorithm: Any
+    algorithm: LearnedAlgorithm
     tensors: dict[str, Any]
     code: ExportedKernel | None = None
 
     @property
     def form(self) -> str:
+        """The kernel's form ("neural" | "symbolic" | "code")."""
         return self.manifest.form
 
     @property
@@ -52,21 +58,18 @@ class LoadedKernel:
     @property
     def theta(self) -> Theta:
         """The trainer's θ: the neural kernel's weights in its slot, nothing elsewhere."""
-        import jax
-        import jax.numpy as jnp
-
         if self.form != "neural":
             return Theta()
         return Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, self.tensors))
 
-    def kernel(self, cfg: Any) -> Any:
+    def kernel(self, cfg: TrainConfig | None) -> DriftSlot | OptimiserSlot:
         """The slot object for `cfg` (the trainer calls it with its slot of `theta`)."""
         text = None if self.form == "code" else self.text
         return self.algorithm.kernel(
             cfg, dict(self.manifest.architecture), form=self.form, text=text, code=self.code
         )
 
-    def slots(self, cfg: Any) -> Any:
+    def slots(self, cfg: TrainConfig) -> Slots:
         """The trainer's slots with this kernel in its slot and the paper's reference elsewhere."""
         return slots_for(
             self.algorithm,
@@ -122,7 +125,9 @@ def load_kernel(path: str | os.PathLike[str], expect_algorithm: str | None = Non
     return LoadedKernel(str(path), artefact_digest(path), manifest, algorithm, tensors, code)
 
 
-def _code_of(path: Any, manifest: Manifest, tensors: dict[str, Any], algorithm: Any) -> Any:
+def _code_of(
+    path: Any, manifest: Manifest, tensors: dict[str, Any], algorithm: LearnedAlgorithm
+) -> Any:
     if manifest.kernel_format != FORMAT or "code" not in tensors:
         raise ArtefactError(
             f"{path} is a code artefact in the old format (Python source only), which metarl no "
@@ -146,10 +151,10 @@ def _code_of(path: Any, manifest: Manifest, tensors: dict[str, Any], algorithm: 
         raise KernelError(f"{path}: {e}") from None
 
 
-def _check_shapes(path: Any, manifest: Manifest, tensors: dict[str, Any], algorithm: Any) -> None:
+def _check_shapes(
+    path: Any, manifest: Manifest, tensors: dict[str, Any], algorithm: LearnedAlgorithm
+) -> None:
     """The tensors must be exactly those `algorithm.init` makes for the architecture."""
-    import jax
-
     try:
         expected = jax.eval_shape(
             lambda key: algorithm.init(key, **manifest.architecture), jax.random.key(0)
@@ -167,8 +172,6 @@ def _check_shapes(path: Any, manifest: Manifest, tensors: dict[str, Any], algori
 
 def _shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
     """{"a/b": shape} of a nested mapping of arrays or ShapeDtypeStructs."""
-    from collections.abc import Mapping
-
     out: dict[str, tuple[int, ...]] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):

@@ -7,7 +7,8 @@ follow the paper and record it in the spec.) The network is Dense(128, no bias)
 `relu(ppo_drift(r, A) + net(x))`: with theta = 0 it is exactly PPO's clipped drift, which is
 where evolution starts ("initialised at PPO").
 
-It also owns what the meta-learners need of LPO: its distillation problem (`LPOProblem`) and
+The features, the network and the slot kernels are in `learned/lpo_drift.py`. This module
+also owns what the meta-learners need of LPO: its distillation problem (`LPOProblem`) and
 its symbolic-regression data (the original's grid over `[log_r, r_minus_1, A]`).
 """
 
@@ -20,7 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.learned.base import ALGORITHMS, Feature, FeatureSpec, SymbolicFunction, check_hsize
+from metarl_cli.artefacts.manifest import Slot
+from metarl_cli.learned.base import (
+    ALGORITHMS,
+    FeatureSpec,
+    SymbolicFunction,
+    check_hsize,
+    no_foreign_checkpoint,
+)
+from metarl_cli.learned.checks import check_drift
 from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
 from metarl_cli.learned.exported import (
     ExportedKernel,
@@ -28,86 +37,9 @@ from metarl_cli.learned.exported import (
     code_kernel,
     signature_for,
 )
+from metarl_cli.learned.lpo_drift import SPEC, CodeDrift, LPODrift, SymbolicDrift, apply, features
+from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.rl.slots import PPOClipDrift
-
-SPEC = FeatureSpec(
-    algorithm="lpo",
-    version=1,
-    features=(
-        Feature("one_minus_r", "1 - r, r = pi/pi_old the policy ratio", (-1.0, 1.0)),
-        Feature("one_minus_r_sq", "(1 - r)^2", (0.0, 1.0)),
-        Feature("one_minus_r_adv", "(1 - r) * A, A the normalised advantage", (-3.0, 3.0)),
-        Feature("one_minus_r_sq_adv", "(1 - r)^2 * A", (-3.0, 3.0)),
-        Feature("log_r", "log r", (-1.0, 1.0)),
-        Feature("log_r_adv", "log(r) * A", (-3.0, 3.0)),
-        Feature("log_r_sq_adv", "log(r)^2 * A", (-3.0, 3.0)),
-    ),
-)
-
-
-def features(ratio: jax.Array, advantage: jax.Array) -> jax.Array:
-    """Eq. (2) inputs, stacked on a new last axis."""
-    one_minus = 1.0 - ratio
-    log_r = jnp.log(ratio)
-    a = advantage
-    return jnp.stack(
-        [one_minus, one_minus**2, one_minus * a, one_minus**2 * a, log_r, log_r * a, log_r**2 * a],
-        axis=-1,
-    )
-
-
-def apply(theta: dict, x: jax.Array) -> jax.Array:
-    """The drift network: x [..., 7] -> [...]."""
-    hidden = jnp.tanh(x @ theta["w1"])
-    return (hidden @ theta["w2"])[..., 0]
-
-
-@dataclass(frozen=True)
-class LPODrift:
-    """The drift slot: `relu(ppo_drift + net(features))`."""
-
-    hidden: int = 128
-
-    def __call__(self, theta, ratio, advantage, clip_eps):
-        ppo = PPOClipDrift()({}, ratio, advantage, clip_eps)
-        return jax.nn.relu(ppo + apply(theta, features(ratio, advantage)))
-
-
-@dataclass(frozen=True)
-class SymbolicDrift:
-    """A symbolic drift: `relu(f(r, A, ...))` (the original subtracted 1e-6 before the relu and
-    added no PPO term; reference §6.4)."""
-
-    kernel: Any  # SymbolicKernel
-
-    def __call__(self, theta, ratio, advantage, clip_eps):
-        del theta
-        values = dict(zip(SPEC.names, jnp.moveaxis(features(ratio, advantage), -1, 0), strict=True))
-        values.update(
-            r=ratio,
-            A=advantage,
-            log_r=jnp.log(ratio),
-            r_minus_1=ratio - 1.0,
-            epsilon=jnp.full_like(ratio, clip_eps),
-        )
-        return jax.nn.relu(self.kernel(**values))
-
-
-@dataclass(frozen=True)
-class CodeDrift:
-    """A code drift (Supplement D): `drift = f(ratio, advantage, epsilon)`, used as returned.
-
-    The function runs as its verified StableHLO export (`learned/exported.py`), never as Python.
-    """
-
-    code: ExportedKernel
-
-    def __call__(self, theta, ratio, advantage, clip_eps):
-        del theta
-        advantage = jnp.broadcast_to(advantage, ratio.shape)
-        (out,) = self.code(ratio.reshape(-1), advantage.reshape(-1), clip_eps)
-        return out.reshape(ratio.shape).astype(ratio.dtype)
-
 
 CODE_PARAMETERS = ("ratio", "advantage", "epsilon")
 CODE_SIGNATURE = signature_for(CODE_PARAMETERS, ("drift",), differentiable=True)
@@ -142,7 +74,7 @@ PROMPT_EXAMPLE = (
     "    return drift\n",
 )
 # Table 10 mapped to Operon (docs/symbolic.md).
-SYMBOLIC_SEARCH = {
+SYMBOLIC_SEARCH: dict[str, Any] = {
     "population": 1000,
     "max_size": 40,
     "max_depth": 8,
@@ -184,6 +116,7 @@ class LPOProblem(DistillationProblem):
         return {**theta, "w1": jax.random.normal(key, w1.shape) / jnp.sqrt(w1.shape[0])}
 
     def outputs(self, theta, architecture, batch):
+        """The teacher's or student's `target` (value or d/dr) on `batch`."""
         ratio, adv = batch["ratio"], batch["advantage"]
         if self.target == "value":
             return apply(theta, features(ratio, adv))
@@ -266,7 +199,7 @@ class LPO:
 
     name: str = "lpo"
     display_name: str = "LPO"
-    slot: str = "drift"
+    slot: Slot = "drift"
     spec: FeatureSpec = SPEC
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
     recurrent: bool = False
@@ -277,8 +210,13 @@ class LPO:
     checkpoint_format: str | None = None
     symbolic_function: SymbolicFunction = SYMBOLIC_FUNCTION
 
+    def import_checkpoint(self, path: Any) -> tuple[Any, dict[str, int]]:
+        """LPO has no foreign checkpoint format (`checkpoint_format` is None)."""
+        no_foreign_checkpoint(self, path)
+
     @property
     def symbolic_search(self) -> dict[str, Any]:
+        """Table 10's search space for LPO."""
         return {**SYMBOLIC_SEARCH, "operators": list(SYMBOLIC_SEARCH["operators"])}
 
     code_parameters: tuple[str, ...] = CODE_PARAMETERS
@@ -291,14 +229,17 @@ class LPO:
 
     @property
     def code_inputs(self) -> dict[str, str]:
+        """Names and meanings of the code interface (what the LLM prompt describes)."""
         return dict(CODE_INPUTS)
 
     @property
     def symbolic_variables(self) -> dict[str, str]:
+        """Variable name -> meaning of the symbolic form."""
         return dict(SYMBOLIC_VARIABLES)
 
     @property
     def symbolic_aliases(self) -> dict[str, str]:
+        """The code interface's names as symbolic aliases (`ratio` is `r`)."""
         return {"ratio": "r", "advantage": "A"}
 
     def sample_inputs(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
@@ -316,10 +257,12 @@ class LPO:
         return {"hidden": 128}
 
     def architecture_for(self, hsize: int) -> dict[str, int]:
+        """`--hsize h`: a hidden layer of h units."""
         check_hsize(hsize)
         return {"hidden": int(hsize)}
 
     def architecture_with(self, widths: dict[str, int]) -> dict[str, int]:
+        """The architecture with these layer `widths`."""
         return {"hidden": int(widths["hidden"])}
 
     def init(self, key: jax.Array, hidden: int = 128) -> dict:
@@ -334,8 +277,6 @@ class LPO:
 
     def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
         """Mirror learning's drift conditions (`learned/checks.py`)."""
-        from metarl_cli.learned.checks import check_drift
-
         return check_drift(kernel, theta, clip_eps=clip_eps)
 
     def distillation_problem(
@@ -346,6 +287,7 @@ class LPO:
         seq_len: int | None = None,
         schedule: tuple[int, int, int] | None = None,
     ) -> LPOProblem:
+        """`LPOProblem` for `target` ("value" or "grad") at `clip_eps`."""
         del seq_len, schedule
         return LPOProblem(self, target=target or "value", clip_eps=clip_eps)
 
@@ -370,6 +312,7 @@ class LPO:
         return {**ratio_inputs(ratio), "A": adv, "r": ratio}
 
     def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, np.ndarray]:
+        """The ratio-derived symbolic inputs (`log_r`, `r_minus_1`) at `ratio`."""
         return ratio_inputs(ratio)
 
     def kernel(
@@ -380,12 +323,11 @@ class LPO:
         text: str | None = None,
         code: ExportedKernel | None = None,
     ):
+        """The drift slot of `form`: `LPODrift`, `SymbolicDrift` or `CodeDrift`."""
         del cfg
         if form == "neural":
             return LPODrift(hidden=int(architecture.get("hidden", 128)))
         if form == "symbolic":
-            from metarl_cli.learned.symbolic import compile_symbolic
-
             return SymbolicDrift(
                 compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
             )

@@ -24,7 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.learned.base import SymbolicFunction, check_hsize
+from metarl_cli.artefacts.manifest import Slot
+from metarl_cli.learned.base import (
+    ALGORITHMS,
+    Feature,
+    FeatureSpec,
+    SymbolicFunction,
+    check_hsize,
+    no_foreign_checkpoint,
+    no_ratio_inputs,
+)
 from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
 from metarl_cli.learned.exported import (
     ExportedKernel,
@@ -32,8 +41,7 @@ from metarl_cli.learned.exported import (
     code_kernel,
     signature_for,
 )
-from metarl_cli.learned.open import _mlp as _open_mlp
-from metarl_cli.learned.open import _second_moment_normalise
+from metarl_cli.learned.open_network import open_mlp, second_moment_normalise
 from metarl_cli.learned.perparam import (
     DECAYS,
     EXP_MULT,
@@ -42,6 +50,7 @@ from metarl_cli.learned.perparam import (
     STEP_MULT,
     PerParamOptimiser,
 )
+from metarl_cli.learned.symbolic import compile_symbolic
 
 __all__ = [
     "NUM_FEATURES",
@@ -58,10 +67,10 @@ NUM_FEATURES = 8
 
 def _mlp(hidden: int) -> nn.Sequential:
     """Dense(h)-LN-relu-Dense(h)-LN-relu-Dense(2), OPEN's MLP with two outputs."""
-    return _open_mlp(hidden, out=2)
+    return open_mlp(hidden, out=2)
 
 
-def init_theta(key: jax.Array, hidden: int = 16) -> dict[str, Any]:
+def init_theta(key: jax.Array, hidden: int = 16) -> Any:
     """Fresh meta-parameters with flax's default initialisers."""
     return _mlp(hidden).init(key, jnp.zeros((NUM_FEATURES,)))
 
@@ -76,7 +85,7 @@ def nofeat_features(p: jax.Array, g: jax.Array, m: jax.Array) -> jax.Array:
     """The 8 inputs for one tensor `p` (shape S) with gradient `g` (S) and momenta `m`
     (S + (6,)); returns S + (8,), second-moment normalised per channel."""
     x = jnp.concatenate([p[..., None], m, g[..., None]], axis=-1)
-    return _second_moment_normalise(x)
+    return second_moment_normalise(x)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class NoFeatRule:
     needs_activations: bool = False
 
     def init_state(self, n: int):
+        """No per-parameter state."""
         del n
         return {}
 
@@ -113,6 +123,7 @@ class NoFeatSymbolicRule:
     needs_activations: bool = False
 
     def init_state(self, n: int):
+        """No per-parameter state."""
         del n
         return {}
 
@@ -132,6 +143,7 @@ class NoFeatCodeRule:
     needs_activations: bool = False
 
     def init_state(self, n: int):
+        """No per-parameter state."""
         del n
         return {}
 
@@ -202,6 +214,7 @@ class NoFeatProblem(DistillationProblem):
     stands in for one tensor."""
 
     def outputs(self, theta, architecture, batch):
+        """The network's update for `batch`'s synthetic inputs."""
         x = nofeat_features(batch["p"], batch["g"], batch["mom"])
         out = _mlp(int(architecture["hidden"])).apply(theta, x)
         return out[:, 0] * jnp.exp(out[:, 1] * EXP_MULT)
@@ -231,7 +244,7 @@ class NoFeatAlgorithm:
 
     name: str = "nofeat"
     display_name: str = "No Features"
-    slot: str = "optimiser"
+    slot: Slot = "optimiser"
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
     recurrent: bool = False
     widths: tuple[str, ...] = ("hidden",)
@@ -247,22 +260,32 @@ class NoFeatAlgorithm:
 
     @property
     def spec(self):
-        from metarl_cli.learned.base import Feature, FeatureSpec
-
+        """No Features' inputs (version 1)."""
         return FeatureSpec(
             self.name, 1, tuple(Feature(n, m, tuple(map(float, r))) for n, m, r in _FEATURES)
         )
 
     @property
     def code_inputs(self) -> dict[str, str]:
+        """Names and meanings of the code interface (what the LLM prompt describes)."""
         return dict(CODE_INPUTS)
+
+    def import_checkpoint(self, path: Any) -> tuple[Any, dict[str, int]]:
+        """No Features has no foreign checkpoint format."""
+        no_foreign_checkpoint(self, path)
+
+    def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, Any]:
+        """Drift algorithms only: an optimiser's inputs do not depend on a ratio."""
+        no_ratio_inputs(self)
 
     @property
     def symbolic_variables(self) -> dict[str, str]:
+        """Variable name -> meaning of the symbolic form (the spec's features)."""
         return {f.name: f.meaning for f in self.spec.features}
 
     @property
     def symbolic_aliases(self) -> dict[str, str]:
+        """Other spellings of the symbolic variables (the paper's programs)."""
         return dict(SYMBOLIC_ALIASES)
 
     def sample_inputs(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
@@ -279,13 +302,16 @@ class NoFeatAlgorithm:
         return {"hidden": 32 if suite == "minatar" else 16}
 
     def architecture_for(self, hsize: int) -> dict[str, int]:
+        """`--hsize h`: dense layers of h units."""
         check_hsize(hsize)
         return {"hidden": int(hsize)}
 
     def architecture_with(self, widths: dict[str, int]) -> dict[str, int]:
+        """The architecture with these layer `widths`."""
         return {"hidden": int(widths["hidden"])}
 
     def init(self, key: jax.Array, hidden: int = 16):
+        """Fresh meta-parameters (flax's default initialisers)."""
         return init_theta(key, hidden)
 
     def initial_theta(self, key: jax.Array, hidden: int = 16):
@@ -293,6 +319,7 @@ class NoFeatAlgorithm:
         return jax.tree.map(jnp.zeros_like, self.init(key, hidden))
 
     def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        """Nothing is checked for an optimiser: []."""
         del kernel, theta, clip_eps
         return []
 
@@ -304,11 +331,13 @@ class NoFeatAlgorithm:
         seq_len: int | None = None,
         schedule: tuple[int, int, int] | None = None,
     ) -> NoFeatProblem:
+        """Single updates on synthetic inputs (`NoFeatProblem`)."""
         del target, clip_eps, seq_len, schedule
         return NoFeatProblem(self)
 
     @property
     def symbolic_search(self) -> dict[str, Any]:
+        """Table 10's search space for learned optimisers."""
         search = OPTIMISER_SYMBOLIC_SEARCH
         return {**search, "operators": list(search["operators"])}
 
@@ -322,6 +351,7 @@ class NoFeatAlgorithm:
         return SymbolicData(FEATURE_NAMES, x, symbolic_targets(theta, architecture, x))
 
     def symbolic_holdout(self, key: Any, n: int) -> dict[str, np.ndarray]:
+        """Fresh symbolic inputs for the round trip (variable name -> [n])."""
         x = symbolic_inputs(key, n)
         return {name: x[:, i] for i, name in enumerate(FEATURE_NAMES)}
 
@@ -333,11 +363,10 @@ class NoFeatAlgorithm:
         text: str | None = None,
         code: ExportedKernel | None = None,
     ):
+        """The optimiser slot of `form` (neural, symbolic or code rule, zero-meaned)."""
         if form == "neural":
             return nofeat_optimiser(int(architecture.get("hidden", 16)))
         if form == "symbolic":
-            from metarl_cli.learned.symbolic import compile_symbolic
-
             kernel = compile_symbolic(text, self.symbolic_variables, self.symbolic_aliases)
             return PerParamOptimiser(NoFeatSymbolicRule(kernel), zero_mean=True)
         rule = NoFeatCodeRule(code_kernel(code), float(cfg.sgd_lr))
@@ -345,8 +374,6 @@ class NoFeatAlgorithm:
 
 
 def _register() -> None:
-    from metarl_cli.learned.base import ALGORITHMS
-
     ALGORITHMS.register("nofeat", NoFeatAlgorithm())
 
 

@@ -28,13 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
-from metarl_cli.learned.open import (
-    FEATURE_NAMES,
-    NUM_FEATURES,
-    OpenNetwork,
-    open_features,
-    sample_inputs,
-)
+from metarl_cli.learned.open_inputs import FEATURE_NAMES, sample_inputs
+from metarl_cli.learned.open_network import NUM_FEATURES, OpenNetwork, open_features
 from metarl_cli.learned.perparam import DECAYS, EXP_MULT, STEP_MULT
 
 SYMBOLIC_INPUTS = (*FEATURE_NAMES, "rand")
@@ -45,6 +40,7 @@ class OpenFFProblem(DistillationProblem):
     """Feed-forward OPEN: the full update with its noise term (module doc)."""
 
     def outputs(self, theta, architecture, batch):
+        """The network's update for `batch`'s synthetic inputs."""
         b = batch
         x = open_features(
             b["p"], b["g"], b["mom"], b["t_p"][:, None], b["l_p"][:, None], b["b_p"][:, None],
@@ -66,6 +62,7 @@ class RecurrentOpenProblem(DistillationProblem):
     schedule: tuple[int, int, int] = (1220, 4, 8)
 
     def sample(self, key, n):
+        """`n` sequences of optimiser steps with their PPO schedule positions."""
         k_first, k_steps, k_start = jax.random.split(key, 3)
         first = self.algorithm.sample_inputs(k_first, n)
         steps = jax.vmap(lambda k: self.algorithm.sample_inputs(k, n))(
@@ -134,10 +131,12 @@ def symbolic_targets(theta: Any, architecture: dict[str, Any], x: np.ndarray) ->
 
 
 def symbolic_data(theta: Any, architecture: dict[str, Any], key: Any, n: int) -> SymbolicData:
+    """Feed-forward OPEN: the teacher's stochastic update on `n` synthetic inputs."""
     x = symbolic_inputs(key, n)
     return SymbolicData(SYMBOLIC_INPUTS, x, symbolic_targets(theta, architecture, x))
 
 
 def symbolic_holdout(key: Any, n: int) -> dict[str, np.ndarray]:
+    """Fresh symbolic inputs for the round trip (variable name -> [n])."""
     x = symbolic_inputs(key, n)
     return {name: x[:, i] for i, name in enumerate(SYMBOLIC_INPUTS)}

@@ -27,7 +27,7 @@ MOMENTUM_NAMES = tuple(f"m_{str(b).replace('.', '_')}" for b in DECAYS)  # m_0_1
 STEP_MULT = 1e-3  # OPEN's and No Features' lr_step_mult: the unit of their outputs' updates
 EXP_MULT = 1e-3  # ... and their exp_mult
 # Table 10 mapped to Operon (docs/symbolic.md): the learned optimisers' symbolic search space.
-OPTIMISER_SYMBOLIC_SEARCH = {
+OPTIMISER_SYMBOLIC_SEARCH: dict[str, Any] = {
     "population": 5000,
     "max_size": 60,
     "max_depth": 9,
@@ -38,6 +38,8 @@ OPTIMISER_SYMBOLIC_SEARCH = {
 
 @dataclass(frozen=True)
 class LeafInfo:
+    """One parameter tensor in the flat layout: its net, layer, shape, offset, layer position."""
+
     net: str
     layer: str
     shape: tuple[int, ...]
@@ -46,6 +48,7 @@ class LeafInfo:
 
     @property
     def size(self) -> int:
+        """Number of scalars in the tensor."""
         return math.prod(self.shape)
 
 
@@ -57,7 +60,7 @@ def _layer_order(net_params) -> list[str]:
     return names + [k for k in sorted(net_params) if k != "mlp"]
 
 
-def _leaf_layer(path) -> str:
+def _leaf_layer(path) -> Any:
     keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
     if keys[-1] in ("kernel", "bias") and len(keys) >= 2:
         return keys[-2]
@@ -69,7 +72,7 @@ class Layout:
 
     def __init__(self, params: Any) -> None:
         self.nets = sorted(params)
-        self.treedefs = {}
+        self.treedefs: dict[str, Any] = {}
         self.leaves: list[LeafInfo] = []
         offset = 0
         for net in self.nets:
@@ -114,9 +117,11 @@ class Layout:
         ).astype(np.float32)
 
     def layer_prop(self) -> np.ndarray:
+        """[N] the layer position (0 first, 1 last) of every scalar parameter."""
         return self.constant(lambda leaf: leaf.layer_prop)
 
     def actor_mask(self) -> np.ndarray:
+        """[N] 1 for actor parameters, 0 for critic parameters."""
         return self.constant(lambda leaf: 1.0 if leaf.net == "actor" else 0.0)
 
     def dormancy(self, activations: Any) -> jax.Array:
@@ -182,9 +187,11 @@ class PerParamOptimiser:
 
     @property
     def needs_activations(self) -> bool:
+        """Whether the rule reads dormancy (per-unit activations)."""
         return bool(getattr(self.rule, "needs_activations", False))
 
     def init(self, theta, params, key):
+        """The momenta, the step count and the rule's per-parameter state."""
         del theta, key
         layout = Layout(params)
         return {
@@ -194,6 +201,7 @@ class PerParamOptimiser:
         }
 
     def update(self, theta, grads, state, params, ctx):
+        """One step: features from the flat parameters, the rule's update, p <- p - u."""
         layout = Layout(params)
         p, g = layout.flatten(params), layout.flatten(grads)
         decays = jnp.asarray(DECAYS, jnp.float32)

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import jax.numpy as jnp
+import sympy as sp
+
 from metarl_cli.errors import KernelError
 from metarl_cli.learned.symbolic_parse import FUNCTION_NAMES, parse_program
 
@@ -48,8 +51,6 @@ class SymbolicKernel:
 
     def __call__(self, **inputs: Any) -> Any:
         fn = _lambdify(self.expr, self.variables)
-        import jax.numpy as jnp
-
         args = [inputs[v] for v in self.variables]
         out = fn(*args)
         if args:
@@ -60,13 +61,11 @@ class SymbolicKernel:
 
 @lru_cache(maxsize=256)
 def _lambdify(expr: Any, variables: tuple[str, ...]) -> Callable[..., Any]:
-    import sympy as sp
-
     return sp.lambdify([sp.Symbol(v) for v in variables], expr, modules="jax")
 
 
 def compile_symbolic(
-    text: str, variables: Mapping[str, str], aliases: Mapping[str, str] | None = None
+    text: str | None, variables: Mapping[str, str], aliases: Mapping[str, str] | None = None
 ) -> SymbolicKernel:
     """Compiles `text` over `variables` (name -> meaning); `aliases` maps other spellings.
 
@@ -77,8 +76,8 @@ def compile_symbolic(
         KernelError: empty text, a syntax error, an unknown variable or function, a construct
             outside the grammar, or a program that does not end in an expression.
     """
-    import sympy as sp
-
+    if text is None:
+        raise KernelError("a symbolic kernel needs its text")
     known = {name: sp.Symbol(name) for name in variables}
     known.update({alias: sp.Symbol(canon) for alias, canon in (aliases or {}).items()})
     result = parse_program(text, known)

@@ -23,14 +23,18 @@ import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import sympy as sp
+
 from metarl_cli.errors import KernelError
 
 MAX_TEXT = 100_000  # characters
 MAX_EXPONENT = 1024  # largest |integer exponent|
 MAX_INT_BITS = 4096  # largest exact integer (or rational numerator/denominator) constant
 MODULES = ("math", "jnp")  # `math.tanh(x)` is `tanh(x)`
-FUNCTION_NAMES = ("exp", "log", "tanh", "sin", "cos", "sqrt", "abs", "sign", "relu", "square")
-FUNCTION_NAMES += ("neg", "min", "max", "sigmoid", "cube", "inv")
+FUNCTION_NAMES: tuple[str, ...] = (
+    *("exp", "log", "tanh", "sin", "cos", "sqrt", "abs", "sign", "relu", "square"),
+    *("neg", "min", "max", "sigmoid", "cube", "inv"),
+)
 
 _NAMES = {
     "Lambda": "lambda",
@@ -60,8 +64,6 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 
 def sympy_functions() -> dict[str, tuple[Callable[..., Any], int, int | None]]:
     """Function name -> (sympy builder, min arguments, max arguments or None)."""
-    import sympy as sp
-
     one = {
         "exp": sp.exp,
         "tanh": sp.tanh,
@@ -102,16 +104,12 @@ def _int_bits(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return value.bit_length()
-    import sympy as sp
-
     if isinstance(value, sp.Rational):
         return max(int(value.p).bit_length(), int(value.q).bit_length())
     return 0
 
 
 def _is_exact(value: Any) -> bool:
-    import sympy as sp
-
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(
         value, sp.Rational
     )
@@ -252,8 +250,6 @@ def parse_program(text: str, known: Mapping[str, Any]) -> Any:
     Raises:
         KernelError: an empty program, a syntax error, or any construct outside the grammar.
     """
-    import sympy as sp
-
     if len(text) > MAX_TEXT:
         raise KernelError(f"symbolic kernel: longer than {MAX_TEXT:,} characters")
     source = textwrap.dedent(text).replace("^", "**")

@@ -3,9 +3,9 @@ files `--force` may remove, `metrics.jsonl`, atomic safetensors checkpoints with
 the refusal to resume with a different config, and the lock that keeps a second process out of
 a run dir in use (`fsutil.lock_run_dir`, taken when the run is checked and held to its end).
 
-Each meta-learner (`meta/checkpoint.py` for ES, `meta/distil/rundir.py`,
-`meta/symbolic/rundir.py`) subclasses `RunDirBase` and adds its own state: what is saved is
-theirs, how it is saved safely is here.
+Each meta-learner (`meta/es/rundir.py`, `meta/distil/rundir.py`, `meta/symbolic/rundir.py`,
+`meta/llm/state.py` for discover) subclasses `RunDirBase` and adds its own state: what is saved
+is theirs, how it is saved safely is here.
 """
 
 from __future__ import annotations

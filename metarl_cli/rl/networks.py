@@ -124,20 +124,24 @@ def sample_action(key, logits_or_mean, log_std, continuous: bool):
 
 
 def categorical_log_prob(logits, action):
+    """log pi(action) under a categorical over `logits`."""
     logp = jax.nn.log_softmax(logits)
     return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def categorical_entropy(logits):
+    """Entropy of a categorical over `logits` (last axis)."""
     logp = jax.nn.log_softmax(logits)
     return -(jnp.exp(logp) * logp).sum(-1)
 
 
 def gaussian_log_prob(mean, log_std, action):
+    """log pi(action) under a diagonal Gaussian, summed over action dimensions."""
     z = (action - mean) / jnp.exp(log_std)
     return (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def gaussian_entropy(log_std, batch_shape):
+    """Entropy of a diagonal Gaussian, broadcast to `batch_shape`."""
     ent = (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
     return jnp.broadcast_to(ent, batch_shape)

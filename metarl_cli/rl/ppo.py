@@ -12,7 +12,7 @@ The file is long and linear on purpose: the whole PPO step reads in one place.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,8 @@ from metarl_cli.rl.slots import OptContext, Slots, Theta, fill_slots
 
 
 class Transition(NamedTuple):
+    """One environment step of the rollout, batched over the envs."""
+
     obs: jax.Array
     action: jax.Array
     value: jax.Array
@@ -37,11 +39,17 @@ class Transition(NamedTuple):
 
 @struct.dataclass
 class RunnerState:
+    """What one PPO run carries through its `scan`s (named fields, never a positional tuple)."""
+
     params: Any  # {"actor": ..., "critic": ...}
     opt_state: Any
     env_state: Any
     obs: jax.Array
     key: jax.Array
+
+    if TYPE_CHECKING:  # flax adds `replace` at run time
+
+        def replace(self, **changes: Any) -> RunnerState: ...
 
 
 class TrainOutput(NamedTuple):
@@ -82,6 +90,7 @@ class Trainer:
             spec.action_dim, spec.continuous, cfg.hidden_size, cfg.num_hidden_layers, cfg.activation
         )
         self.critic = nets.Critic(cfg.hidden_size, cfg.num_hidden_layers, cfg.activation)
+        assert slots.optimiser is not None  # fill_slots put Adam in an empty slot
         self.drift, self.opt = slots.drift, slots.optimiser
 
     def init(self, theta: Theta, key: jax.Array) -> RunnerState:
@@ -100,94 +109,90 @@ class Trainer:
     def __call__(self, theta: Theta, key: jax.Array) -> TrainOutput:
         return self.run(theta, self.init(theta, key))
 
+    def _policy(self, params: Any, obs: jax.Array, capture: bool = False) -> Any:
+        """(logits or mean, log std, activations or None) of the actor."""
+        return self.actor.apply({"params": params}, obs, capture)
+
+    def _value(self, params: Any, obs: jax.Array, capture: bool = False) -> Any:
+        """(value, activations or None) of the critic."""
+        return self.critic.apply({"params": params}, obs, capture)
+
+    def _loss(
+        self, theta: Theta, params: Any, batch: Transition, advantages: Any, targets: Any
+    ) -> Any:
+        """PPO's loss with the drift slot: (total, ([actor, value, entropy], activations))."""
+        cfg, capture = self.cfg, self.opt.needs_activations
+        out, log_std, actor_acts = self._policy(params["actor"], batch.obs, capture)
+        value, critic_acts = self._value(params["critic"], batch.obs, capture)
+        if self.env.spec.continuous:
+            log_prob = nets.gaussian_log_prob(out, log_std, batch.action)
+            entropy = nets.gaussian_entropy(log_std, log_prob.shape).mean()
+        else:
+            log_prob = nets.categorical_log_prob(out, batch.action)
+            entropy = nets.categorical_entropy(out).mean()
+        ratio = jnp.exp(log_prob - batch.log_prob)
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        drift = self.drift(theta.drift, ratio, adv, cfg.clip_eps)
+        actor_loss = -jnp.mean(ratio * adv - drift)
+        v_clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_eps, cfg.clip_eps)
+        value_loss = 0.5 * jnp.mean(jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2))
+        total = actor_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        acts = {"actor": actor_acts, "critic": critic_acts}
+        return total, (jnp.stack([actor_loss, value_loss, entropy]), acts)
+
+    def _clip_grads(self, grads: Any) -> Any:
+        """Global-norm clip: actor and critic separately on the learned-optimiser path."""
+        if self.opt.separate_clip:
+            return {k: _clip(g, self.cfg.max_grad_norm) for k, g in grads.items()}
+        return _clip(grads, self.cfg.max_grad_norm)
+
     def run(self, theta: Theta, state: RunnerState) -> TrainOutput:
         """The whole training run; pure in (theta, state)."""
         theta = Theta.of(theta)
-        cfg, env, spec = self.cfg, self.env, self.env.spec
-        actor, critic, opt = self.actor, self.critic, self.opt
+        cfg, env, spec, opt = self.cfg, self.env, self.env.spec, self.opt
         bootstrap = spec.can_truncate
 
-        def policy(params, obs, capture=False):
-            out, log_std, acts = actor.apply({"params": params}, obs, capture)
-            return out, log_std, acts
-
-        def value_fn(params, obs, capture=False):
-            return critic.apply({"params": params}, obs, capture)
-
+        # COLLECT TRAJECTORIES: one env step of every env.
         def env_step(runner: RunnerState, _):
             key, k_act, k_env = jax.random.split(runner.key, 3)
-            out, log_std, _ = policy(runner.params["actor"], runner.obs)
-            value, _ = value_fn(runner.params["critic"], runner.obs)
+            out, log_std, _ = self._policy(runner.params["actor"], runner.obs)
+            value, _ = self._value(runner.params["critic"], runner.obs)
             action, log_prob = nets.sample_action(k_act, out, log_std, spec.continuous)
             step = env.step(k_env, runner.env_state, action)
             reward = step.reward
             if bootstrap:
                 # A time limit is not a terminal state: fold gamma * V(s_final) into the reward.
-                final_value, _ = value_fn(runner.params["critic"], step.final_obs)
+                final_value, _ = self._value(runner.params["critic"], step.final_obs)
                 reward = reward + cfg.gamma * final_value * step.truncated
             transition = Transition(
                 runner.obs, action, value, reward, step.done, log_prob, step.episode_return
             )
             return runner.replace(env_state=step.state, obs=step.obs, key=key), transition
 
-        def loss_fn(params, batch, advantages, targets):
-            out, log_std, actor_acts = policy(params["actor"], batch.obs, opt.needs_activations)
-            value, critic_acts = value_fn(params["critic"], batch.obs, opt.needs_activations)
-            if spec.continuous:
-                log_prob = nets.gaussian_log_prob(out, log_std, batch.action)
-                entropy = nets.gaussian_entropy(log_std, log_prob.shape).mean()
-            else:
-                log_prob = nets.categorical_log_prob(out, batch.action)
-                entropy = nets.categorical_entropy(out).mean()
-            ratio = jnp.exp(log_prob - batch.log_prob)
-            adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            drift = self.drift(theta.drift, ratio, adv, cfg.clip_eps)
-            actor_loss = -jnp.mean(ratio * adv - drift)
-            v_clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_eps, cfg.clip_eps)
-            value_loss = 0.5 * jnp.mean(
-                jnp.maximum((value - targets) ** 2, (v_clipped - targets) ** 2)
-            )
-            total = actor_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-            acts = {"actor": actor_acts, "critic": critic_acts}
-            return total, (jnp.stack([actor_loss, value_loss, entropy]), acts)
-
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-        def clip_grads(grads):
-            if opt.separate_clip:
-                return {k: _clip(g, cfg.max_grad_norm) for k, g in grads.items()}
-            return _clip(grads, cfg.max_grad_norm)
+        grad_fn = jax.value_and_grad(self._loss, argnums=1, has_aux=True)
 
         def update(carry, update_idx):
             runner = carry
             runner, traj = jax.lax.scan(env_step, runner, None, cfg.num_steps)
-            last_value, _ = value_fn(runner.params["critic"], runner.obs)
+            # CALCULATE ADVANTAGE
+            last_value, _ = self._value(runner.params["critic"], runner.obs)
             advantages, targets = gae(
                 traj.value, traj.reward, traj.done, last_value, cfg.gamma, cfg.gae_lambda
             )
             training_prop = update_idx / jnp.maximum(cfg.num_updates - 1, 1)
             lr_scale = 1.0 - update_idx / cfg.num_updates if cfg.anneal_lr else jnp.float32(1.0)
 
+            # UPDATE NETWORK: epochs of shuffled minibatches.
             def epoch(carry, epoch_idx):
                 runner = carry
                 key, k_perm = jax.random.split(runner.key)
-                flat = jax.tree.map(
-                    lambda x: x.reshape((cfg.batch_size, *x.shape[2:])),
-                    (traj, advantages, targets),
-                )
-                perm = jax.random.permutation(k_perm, cfg.batch_size)
-                shuffled = jax.tree.map(
-                    lambda x: jnp.take(x, perm, axis=0).reshape(
-                        (cfg.num_minibatches, cfg.minibatch_size, *x.shape[1:])
-                    ),
-                    flat,
-                )
+                shuffled = _minibatches(cfg, k_perm, (traj, advantages, targets))
 
                 def minibatch(carry, xs):
                     params, opt_state, key = carry
                     mb_idx, (batch, adv, tgt) = xs
                     key, k_opt = jax.random.split(key)
-                    (_, (losses, acts)), grads = grad_fn(params, batch, adv, tgt)
+                    (_, (losses, acts)), grads = grad_fn(theta, params, batch, adv, tgt)
                     ctx = OptContext(
                         training_prop=training_prop,
                         epoch_prop=epoch_idx / max(cfg.update_epochs - 1, 1),
@@ -197,7 +202,7 @@ class Trainer:
                         key=k_opt,
                     )
                     params, opt_state = opt.update(
-                        theta.optimiser, clip_grads(grads), opt_state, params, ctx
+                        theta.optimiser, self._clip_grads(grads), opt_state, params, ctx
                     )
                     return (params, opt_state, key), losses
 
@@ -218,6 +223,19 @@ class Trainer:
             update, state, jnp.arange(cfg.num_updates, dtype=jnp.float32)
         )
         return _summarise(cfg, ep_sum, ep_count, losses[-1])
+
+
+def _minibatches(cfg: TrainConfig, key: jax.Array, data: Any) -> Any:
+    """`data` ([num_steps, num_envs, ...] leaves) flattened, shuffled and split into
+    [num_minibatches, minibatch_size, ...]."""
+    flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size, *x.shape[2:])), data)
+    perm = jax.random.permutation(key, cfg.batch_size)
+    return jax.tree.map(
+        lambda x: jnp.take(x, perm, axis=0).reshape(
+            (cfg.num_minibatches, cfg.minibatch_size, *x.shape[1:])
+        ),
+        flat,
+    )
 
 
 def _clip(tree: Any, max_norm: float) -> Any:

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from metarl_cli.config import TrainConfig
+
 SLOT_NAMES = ("drift", "optimiser")
 
 
@@ -50,20 +52,35 @@ class OptContext(NamedTuple):
 class DriftSlot(Protocol):
     """Elementwise drift `D(r, A)`; must be >= 0 with D = dD/dr = 0 at r = 1 (mirror learning)."""
 
-    def __call__(self, theta: Any, ratio: jax.Array, advantage: jax.Array, clip_eps: float): ...
+    def __call__(
+        self, theta: Any, ratio: jax.Array, advantage: jax.Array, clip_eps: float
+    ) -> jax.Array:
+        """The drift at each sample, shaped like `ratio` (`theta`: this slot's θ)."""
+        ...
 
 
 class OptimiserSlot(Protocol):
     """A (possibly learned) optimiser over the `{"actor", "critic"}` parameter tree."""
 
-    separate_clip: bool  # clip actor and critic gradients separately (learned-optimiser path)
-    needs_activations: bool
+    @property
+    def separate_clip(self) -> bool:
+        """Clip actor and critic gradients separately (the learned-optimiser path)."""
+        ...
 
-    def init(self, theta: Any, params: Any, key: jax.Array) -> Any: ...
+    @property
+    def needs_activations(self) -> bool:
+        """Needs per-unit activations in `OptContext.activations` (dormancy)."""
+        ...
+
+    def init(self, theta: Any, params: Any, key: jax.Array) -> Any:
+        """The optimiser state for `params` (`theta`: this slot's θ)."""
+        ...
 
     def update(
         self, theta: Any, grads: Any, state: Any, params: Any, ctx: OptContext
-    ) -> tuple[Any, Any]: ...
+    ) -> tuple[Any, Any]:
+        """(new params, new state) after one step on `grads`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -91,10 +108,12 @@ class AdamOptimiser:
         return optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps)
 
     def init(self, theta, params, key):
+        """Adam's moments for `params` (no meta-parameters)."""
         del theta, key
         return self._tx().init(params)
 
     def update(self, theta, grads, state, params, ctx):
+        """One Adam step with the annealed learning rate."""
         del theta
         updates, state = self._tx().update(grads, state, params)
         step = -self.lr * ctx.lr_scale
@@ -110,10 +129,12 @@ class SGDOptimiser:
     needs_activations: bool = False
 
     def init(self, theta, params, key):
+        """SGD keeps no state."""
         del theta, params, key
         return ()
 
     def update(self, theta, grads, state, params, ctx):
+        """One SGD step with the annealed learning rate."""
         del theta
         step = -self.lr * ctx.lr_scale
         return jax.tree.map(lambda p, g: p + step * g, params, grads), state
@@ -123,11 +144,13 @@ class SGDOptimiser:
 class Slots:
     """The trainer's pluggable parts; defaults give PPO with Adam."""
 
-    drift: Any = field(default_factory=PPOClipDrift)
-    optimiser: Any = None  # None -> Adam with the config's lr/b1/b2
+    drift: DriftSlot = field(default_factory=PPOClipDrift)
+    optimiser: OptimiserSlot | None = None  # None -> Adam with the config's lr/b1/b2
 
 
-def fill_slots(cfg: Any, drift: Any = None, optimiser: Any = None) -> Slots:
+def fill_slots(
+    cfg: TrainConfig, drift: DriftSlot | None = None, optimiser: OptimiserSlot | None = None
+) -> Slots:
     """The trainer's slots with the paper's hand-designed default in every slot not given:
     PPO's clipped drift, and Adam with the config's learning rate, betas and epsilon (Tables
     4-6)."""

@@ -11,7 +11,7 @@ Run on purpose (not collected by pytest):
   synthetic points; recurrent OPEN: sequences of 100 or 20 steps), timed over `--iters` steps
   after a compiling run of as many, scaled to 1000 (a step's time does not change);
 * `es_generation_s`: one ES generation at the same algorithm and size: `PopulationFitness`
-  (meta/fitness.py) over popsize x 1 PPO runs of `--cartpole-steps` / `--minatar-steps` env
+  (meta/es/fitness.py) over popsize x 1 PPO runs of `--cartpole-steps` / `--minatar-steps` env
   steps (the generation's cost; ask/tell are negligible), after a compiling generation;
   `es_generation_preset_s` scales it linearly to the env preset's budget (a PPO run is a scan:
   time is linear in its length);
@@ -39,7 +39,7 @@ from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-OPEN_NPY = str(Path(__file__).resolve().parents[3] / "shared/data/open_pretrained/asterix_OPEN.npy")
+OPEN_NPY = str(Path(__file__).resolve().parents[1] / "data/asterix_OPEN.npy")  # tests/data
 
 
 def _epoch_seconds(alg, arch, problem_kwargs, iters, batch=2048):
@@ -71,7 +71,7 @@ def _generation_seconds(alg, arch, env, steps, popsize):
     from metarl_cli.config import build_config
     from metarl_cli.envs import make_env
     from metarl_cli.learned.base import slots_for
-    from metarl_cli.meta.fitness import PopulationFitness
+    from metarl_cli.meta.es.fitness import PopulationFitness
     from metarl_cli.rl.ppo import make_train
 
     tc = build_config(env, timesteps=steps)

@@ -42,14 +42,14 @@ def child(args: argparse.Namespace) -> None:
     from metarl_cli.config import build_config
     from metarl_cli.envs import make_env
     from metarl_cli.learned.base import get_algorithm, slots_for
-    from metarl_cli.meta.config import ESConfig
-    from metarl_cli.meta.fitness import (
+    from metarl_cli.meta.es.config import ESConfig
+    from metarl_cli.meta.es.fitness import (
         PopulationFitness,
         combine_fitness,
         full_theta,
         to_device_fitness,
     )
-    from metarl_cli.meta.strategies import init_state, make_strategy, strong
+    from metarl_cli.meta.es.strategies import init_state, make_strategy, strong
     from metarl_cli.rl.parallel import ShardedRunner, enable_compilation_cache
     from metarl_cli.rl.ppo import make_train
 

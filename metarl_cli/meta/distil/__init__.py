@@ -11,7 +11,7 @@ Names are imported lazily, so importing this package does not import JAX.
 
 from __future__ import annotations
 
-__all__ = ["DistilConfig", "DistilInterrupted", "RLScorer", "distil", "plan_distil"]
+__all__ = ["DistilConfig", "RLScorer", "distil", "plan_distil"]
 
 
 def __getattr__(name: str):
@@ -27,8 +27,8 @@ def __getattr__(name: str):
         from metarl_cli.meta.distil.scoring import RLScorer
 
         return RLScorer
-    if name in ("distil", "DistilInterrupted"):
-        from metarl_cli.meta.distil import train
+    if name == "distil":
+        from metarl_cli.meta.distil.train import distil
 
-        return getattr(train, name)
+        return distil
     raise AttributeError(f"module 'metarl_cli.meta.distil' has no attribute {name!r}")

@@ -19,18 +19,10 @@ from typing import Any
 import numpy as np
 
 from metarl_cli import seeds
-from metarl_cli.errors import MetarlError
+from metarl_cli.errors import Interrupted, MetarlError
 from metarl_cli.meta.distil.plan import DistilPlan
 from metarl_cli.meta.distil.rundir import SweepState
 from metarl_cli.meta.distil.scoring import Scorer
-
-
-class DistilInterrupted(Exception):
-    """Ctrl-C during `distil`; the last completed epoch is in the run dir's checkpoint."""
-
-    def __init__(self, lr_index: int, epoch: int) -> None:
-        super().__init__(f"interrupted after epoch {epoch} of learning rate {lr_index}")
-        self.lr_index, self.epoch = lr_index, epoch
 
 
 @dataclass
@@ -91,7 +83,7 @@ def distil(
             "steps" (lr_index, epoch, steps done), "epoch" (the epoch's record), "done".
 
     Raises:
-        DistilInterrupted: on Ctrl-C (the last completed epoch is checkpointed).
+        Interrupted: on Ctrl-C (the last completed epoch is checkpointed).
         MetarlError: every learning rate diverged before a finite checkpoint.
     """
     import jax
@@ -211,7 +203,9 @@ def distil(
                 if diverged:
                     break
     except KeyboardInterrupt:
-        raise DistilInterrupted(state.lr_index, state.epoch) from None
+        raise Interrupted(
+            f"epoch {state.epoch} of learning rate {state.lr_index}", f"checkpoint in {rd.path}"
+        ) from None
 
     if state.best is None:
         raise MetarlError(

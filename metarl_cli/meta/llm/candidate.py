@@ -157,7 +157,7 @@ def combine(plan: DiscoverPlan, result: dict[str, Any]) -> tuple[float | None, d
 
 def warm_start(plan: DiscoverPlan, emit: Callable) -> dict[str, Any]:
     alg = plan.algorithm
-    from metarl_cli.learned.sandbox import function_name
+    from metarl_cli.learned.source_check import function_name
 
     name = function_name(alg.warm_start)
     emit("warm_start_begin", {"name": name})
@@ -187,7 +187,7 @@ def warm_start(plan: DiscoverPlan, emit: Callable) -> dict[str, Any]:
 
 def process(plan: DiscoverPlan, entry: dict[str, Any]) -> None:
     """Parses, validates and evaluates a pending entry in place; sets `feedback`."""
-    from metarl_cli.learned.sandbox import check_source
+    from metarl_cli.learned.source_check import check_source
 
     times = entry["times"]
     try:

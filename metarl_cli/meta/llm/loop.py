@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metarl_cli.errors import ConfigError
-from metarl_cli.fsutil import lock_run_dir
+from metarl_cli.errors import ConfigError, Interrupted
 from metarl_cli.meta.llm import prompts
 from metarl_cli.meta.llm.candidate import process, warm_start
 from metarl_cli.meta.llm.client import (
@@ -43,7 +42,7 @@ from metarl_cli.meta.llm.client import (
 )
 from metarl_cli.meta.llm.config import DiscoverConfig, DiscoverError, config_differences
 from metarl_cli.meta.llm.outcome import over_budget, replay_check, totals, write_artefact
-from metarl_cli.meta.llm.state import CONVERSATION, RunState, clear_run_dir
+from metarl_cli.meta.llm.state import DiscoverRunDir, RunState
 from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.seeds import SELECTION, run_key_data
 
@@ -61,7 +60,7 @@ class DiscoverPlan:
     normalisers: dict[str, float]
     normaliser_kind: str
     output: Path
-    run_dir: Path
+    run_dir: DiscoverRunDir
     state: RunState | None  # the saved run when resuming
     force: bool
     api_key: str | None
@@ -80,7 +79,6 @@ def plan_discover(
 ) -> DiscoverPlan:
     """Validates a run without writing, calling a model or compiling anything."""
     from metarl_cli.config import build_config
-    from metarl_cli.fsutil import check_writable
     from metarl_cli.learned.base import get_algorithm
 
     algorithm = get_algorithm(cfg.algo)
@@ -94,7 +92,8 @@ def plan_discover(
     check_normalisers(known, kind=kind.upper(), fix="discover on it alone")
     normalisers = divisors(known, kind=kind.upper())
     run_key_data(SELECTION, cfg.seed, cfg.num_runs)  # a bad --seed fails before any call
-    output = check_writable(output, force=force)
+    # The output is writable; the run dir is checked and, if it exists, locked (`rundir.py`).
+    output, rd = DiscoverRunDir.for_output(output, run_dir, resume=resume, force=force)
     api_key = find_api_key(name=cfg.api_key_env)
     if cfg.replay is None and cfg.base_url is None and api_key is None:
         raise ConfigError(no_key(cfg.api_key_env))
@@ -106,28 +105,13 @@ def plan_discover(
         )
     if cfg.replay is not None:
         load_replay(cfg.replay)  # fail now on a bad file
-    rd = Path(run_dir if run_dir is not None else output.with_suffix(".run")).expanduser()
-    if rd.exists() and not rd.is_dir():
-        raise ConfigError(f"--run-dir {rd} is a file; give a directory")
-    if resume and not rd.exists():
-        raise ConfigError(f"nothing to resume: run dir {rd} does not exist; drop --resume")
-    if rd.is_dir():
-        lock_run_dir(rd, create=False)  # another live run refuses this one (see fsutil)
-    state = None
-    if (rd / CONVERSATION).exists():
-        if resume:  # --force then only means: the output may be overwritten
-            state = RunState.load(rd)
-            if state.config.get("algo") != cfg.algo or config_differences(state.config, cfg):
-                diffs = config_differences(state.config, cfg)
-                raise ConfigError(
-                    f"cannot resume {rd}: the run's fitness settings differ "
-                    f"({'; '.join(diffs)}); use the original flags or another --run-dir"
-                )
-        elif not force:
-            raise ConfigError(
-                f"{rd} already holds a discover run; pass --resume to continue it or --force "
-                "to start over"
-            )
+    state = rd.read_state() if resume else None  # --force then only means: overwrite -o
+    diffs = [] if state is None else config_differences(state.config, cfg)
+    if state is not None and (state.config.get("algo") != cfg.algo or diffs):
+        raise ConfigError(
+            f"cannot resume {rd.path}: the run's fitness settings differ "
+            f"({'; '.join(diffs)}); use the original flags or another --run-dir"
+        )
     first = next(iter(configs.values()))  # a drift has no lr input; optimisers get theirs
     lr = first.l2o_lr if "var" in algorithm.code_parameters else first.sgd_lr
     return DiscoverPlan(
@@ -202,20 +186,29 @@ def discover(
     Raises:
         DiscoverError: the warm start cannot be evaluated, or no candidate was evaluated.
         LLMError: the model server failed past the retries (the run is saved: resume it).
+        Interrupted: on Ctrl-C (the run is saved after every reply and every answer).
     """
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
         if on_event is not None:
             on_event(kind, payload)
 
-    cfg = plan.cfg
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    lock_run_dir(plan.run_dir, create=True)  # held until this process ends
-    if plan.state is None:
-        clear_run_dir(plan.run_dir)
-    state = plan.state or RunState(config=cfg.model_dump(mode="json"))
-    state.config = cfg.model_dump(mode="json")
+    rd = plan.run_dir
+    rd.prepare(resume=plan.state is not None, force=plan.force)  # locked until the process ends
+    state = plan.state or RunState(config=plan.cfg.model_dump(mode="json"))
+    state.config = plan.cfg.model_dump(mode="json")
     state.sessions += 1
+    try:
+        return _converse(plan, state, emit)
+    except KeyboardInterrupt:
+        raise Interrupted(f"turn {state.turns_done()}", f"the run is saved in {rd.path}") from None
+
+
+def _converse(
+    plan: DiscoverPlan, state: RunState, emit: Callable[[str, dict[str, Any]], None]
+) -> DiscoverResult:
+    """The warm start, then turns until `--turns` are done or a budget stops the run."""
+    cfg, rd = plan.cfg, plan.run_dir
     chat = _chat(plan)
     if hasattr(chat, "key_notice"):  # before the first request: who gets the key
         emit("api_key", {"notice": chat.key_notice()})
@@ -229,7 +222,7 @@ def discover(
             {"role": "system", "content": system},
             {"role": "user", "content": prompts.results_message([warm], cfg.prompt)},
         ]
-        state.save(plan.run_dir)
+        rd.save(state)
     stopped = None
     while state.turns_done() < cfg.turns:
         turn = state.turns_done() + 1
@@ -256,24 +249,24 @@ def discover(
             }
             state.messages.append({"role": "assistant", "content": reply.content})
             state.archive.append(entry)
-            state.save(plan.run_dir)
+            rd.save(state)
         emit("validate_begin", {"turn": turn})
         t = time.perf_counter()
         process(plan, entry)
         times = entry["times"]
         times["total_s"] = times.get("model_s", 0.0) + time.perf_counter() - t
         state.messages.append({"role": "user", "content": entry["feedback"]})
-        state.save(plan.run_dir)
+        rd.save(state)
         emit("turn", entry)
     state.stopped = stopped
-    state.save(plan.run_dir)
+    rd.save(state)
     if stopped:
         emit("stopped", {"reason": stopped})
     best = state.best()
     if best is None:
         raise DiscoverError(
             f"no candidate was evaluated in {state.turns_done()} turn(s), so there is nothing to "
-            f"write; the run is saved in {plan.run_dir}: --resume with more --turns"
+            f"write; the run is saved in {rd.path}: --resume with more --turns"
         )
     manifest = write_artefact(plan, state, best)
     return DiscoverResult(

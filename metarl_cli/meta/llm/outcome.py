@@ -96,7 +96,7 @@ def write_artefact(plan: DiscoverPlan, state: RunState, best: dict[str, Any]) ->
         "normaliser": plan.normaliser_kind,
         "selection_seeds": record(SELECTION, cfg.seed, cfg.num_runs),  # every fitness job's
         "discover": cfg.model_dump(mode="json"),
-        "run_dir": str(plan.run_dir),
+        "run_dir": str(plan.run_dir.path),
     }
     summary = {"fitness": float(best["fitness"]), "warm_start_fitness": float(warm["fitness"])}
     return save_kernel(

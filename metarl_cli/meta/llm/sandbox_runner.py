@@ -75,7 +75,7 @@ def _prepare(job: dict[str, Any]) -> None:
     import metarl_cli.learned.checks
     import metarl_cli.learned.exported
     import metarl_cli.learned.loader
-    import metarl_cli.learned.sandbox as sandbox
+    import metarl_cli.learned.source_check as sandbox
 
     sandbox._namespace()
     x = jnp.linspace(0.5, 1.5, 4)

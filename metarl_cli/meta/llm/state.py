@@ -1,5 +1,9 @@
 """The discover run directory: the conversation and the archive, saved after every step.
 
+`DiscoverRunDir` is a `meta/rundir.py` run dir like every meta-learner's (the same checks
+before anything is written, the lock held to the end of the run, `--force` removing only its
+own files); its state is JSON, not a safetensors checkpoint.
+
 `RUN_DIR/conversation.json` is the whole state (the config, every chat message, the archive of
 every candidate) and the only file `--resume` reads; `RUN_DIR/archive.json` is a derived table
 for people. Both are written atomically, twice per turn: once as soon as the model's reply
@@ -22,6 +26,7 @@ from typing import Any
 
 from metarl_cli.errors import ConfigError
 from metarl_cli.fsutil import atomic_write_text
+from metarl_cli.meta.rundir import RunDirBase
 
 FORMAT = "metarl-discover-run"
 VERSION = 1
@@ -32,6 +37,8 @@ _SUMMARY_KEYS = ("turn", "status", "name", "fitness", "per_env", "error", "usage
 
 @dataclass
 class RunState:
+    """The whole state of a discover run (what `conversation.json` holds)."""
+
     config: dict[str, Any]
     messages: list[dict[str, str]] = field(default_factory=list)
     archive: list[dict[str, Any]] = field(default_factory=list)
@@ -39,8 +46,12 @@ class RunState:
     stopped: str | None = None
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunState:
-        path = run_dir / CONVERSATION
+    def load(cls, path: Path) -> RunState:
+        """Reads `conversation.json` at `path`.
+
+        Raises:
+            ConfigError: unreadable, not a discover run, or another format version.
+        """
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -61,6 +72,8 @@ class RunState:
         )
 
     def save(self, run_dir: Path) -> None:
+        """Writes `conversation.json` and the derived `archive.json` into `run_dir`, each
+        atomically."""
         data = {
             "format": FORMAT,
             "version": VERSION,
@@ -91,7 +104,16 @@ class RunState:
         return max(done, key=lambda e: e["fitness"]) if done else None
 
 
-def clear_run_dir(run_dir: Path) -> None:
-    """Removes the files of a previous discover run (for --force)."""
-    for name in (CONVERSATION, ARCHIVE):
-        (run_dir / name).unlink(missing_ok=True)
+class DiscoverRunDir(RunDirBase):
+    """The discover run directory (module doc): `conversation.json` and `archive.json`."""
+
+    FIXED = (CONVERSATION, ARCHIVE)
+
+    def read_state(self) -> RunState | None:
+        """The saved run; None when the directory holds none."""
+        path = self.file(CONVERSATION)
+        return RunState.load(path) if path.exists() else None
+
+    def save(self, state: RunState) -> None:
+        """Writes the state (both files, atomically)."""
+        state.save(self.path)

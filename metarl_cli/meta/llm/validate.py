@@ -1,6 +1,6 @@
 """Validation of a candidate, run inside the sandbox child (`sandbox_runner`).
 
-The function is loaded through `learned/sandbox.py` (AST check, restricted namespace, the
+The function is loaded through `learned/source_check.py` (AST check, restricted namespace, the
 slot's exact signature), called on sampled inputs as the trainer calls it, its outputs checked
 for type, shape and finiteness, compiled with `jax.jit`, and for a drift its gradient and the
 mirror-learning conditions are checked. Last, it is traced with symbolic shapes and exported to
@@ -170,7 +170,7 @@ def validate(job: dict[str, Any]) -> dict[str, Any]:
 
     from metarl_cli.errors import KernelError
     from metarl_cli.learned.base import get_algorithm
-    from metarl_cli.learned.sandbox import function_name, load_function
+    from metarl_cli.learned.source_check import function_name, load_function
 
     algorithm = get_algorithm(job["algo"])
     n = int(job.get("n", 64))

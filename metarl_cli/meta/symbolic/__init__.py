@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = [
     "SymbolicConfig",
-    "SymbolicInterrupted",
     "default_config",
     "load_teacher",
     "plan_symbolic",

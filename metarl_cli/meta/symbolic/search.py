@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl_cli.errors import ConfigError, MetarlError
+from metarl_cli.errors import ConfigError, Interrupted, MetarlError
 from metarl_cli.fsutil import atomic_write_text
 from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.meta.rundir import refuse_changed_config
@@ -55,7 +55,6 @@ from metarl_cli.seeds import record as seed_record
 
 __all__ = [
     "SymbolicConfig",
-    "SymbolicInterrupted",
     "SymbolicPlan",
     "SymbolicResult",
     "default_config",
@@ -153,12 +152,9 @@ def rl_evaluate(cfg: SymbolicConfig, path: Path) -> dict[str, Any]:
 # --- the loop -----------------------------------------------------------------------------
 
 
-class SymbolicInterrupted(MetarlError):
+def _interrupted(rd: Any, rounds_done: int) -> Interrupted:
     """Stopped by the user; progress up to the last completed round is saved."""
-
-    def __init__(self, rounds_done: int) -> None:
-        super().__init__(f"interrupted after round {rounds_done}")
-        self.rounds_done = rounds_done
+    return Interrupted(f"round {rounds_done}", f"state in {rd.path}")
 
 
 @dataclass
@@ -171,7 +167,12 @@ class SymbolicResult:
 
 
 def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | None = None):
-    """Runs (or resumes) the search and writes the artefact. Returns (manifest, result)."""
+    """Runs (or resumes) the search and writes the artefact. Returns (manifest, result).
+
+    Raises:
+        Interrupted: on Ctrl-C (the search stops at its next generation); the completed
+            rounds are saved.
+    """
     from metarl_cli.meta.symbolic.backends import make_backend
 
     cfg, rd = plan.cfg, plan.run_dir
@@ -218,7 +219,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
                     should_stop=stop.is_set,
                 )
             except RoundInterrupted:
-                raise SymbolicInterrupted(state["round"]) from None
+                raise _interrupted(rd, state["round"]) from None
             search_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             scored = score(problem, result.candidates)
@@ -262,7 +263,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
             rd.append_metrics(record)
             emit("round_done", record)
             if stop.is_set():
-                raise SymbolicInterrupted(k)
+                raise _interrupted(rd, k)
     if state["best"] is None:
         raise MetarlError(
             "no program passed the round trip in any round; run more rounds or iterations "

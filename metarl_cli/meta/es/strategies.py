@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metarl_cli.meta.config import ESConfig
+from metarl_cli.meta.es.config import ESConfig
 
 
 def lr_schedule(cfg: ESConfig):

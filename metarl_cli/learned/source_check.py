@@ -1,9 +1,11 @@
-"""Loading untrusted kernel source (`code` form): an AST check, then a restricted namespace.
+"""In-process source check of `code` kernels: an AST check, then a restricted namespace.
 
-Code kernels come from people and from LLMs (`metarl discover`), so they are checked before any
-of it runs. The source must be a module of one top-level function definition (docstrings,
-comments and imports of allowed modules around it are fine). Inside, only these names reach
-the outside world:
+This is not a sandbox: it confines nothing. Code kernels come from people and from LLMs
+(`metarl discover`), so their source is checked before any of it runs; untrusted source is only
+*run* in the confined child (`meta/llm/sandbox.py`), which exports it as StableHLO
+(`learned/exported.py`). The source must be a module of one top-level function definition
+(docstrings, comments and imports of allowed modules around it are fine). Inside, only these
+names reach the outside world:
 
 * modules `jax` (and its submodules, e.g. `jax.numpy`, `jax.nn`, `jax.lax`), `math`, `numpy`;
   pre-bound as `jax`, `jnp`, `nn` (= `jax.nn`, so Supplement D's `nn.relu` works), `lax`,
@@ -25,6 +27,10 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from metarl_cli.errors import KernelError
 
@@ -154,8 +160,8 @@ def check_source(source: str) -> ast.FunctionDef:
         raise KernelError(
             f"code kernel: expected exactly one top-level function, found {len(functions)}"
         )
-    for node in ast.walk(tree):
-        _check_node(node)
+    for sub in ast.walk(tree):
+        _check_node(sub)
     return functions[0]
 
 
@@ -212,10 +218,6 @@ def _check_node(node: ast.AST) -> None:
 
 
 def _namespace() -> dict[str, Any]:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTINS if hasattr(builtins, name)}
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):

@@ -11,8 +11,8 @@ Resuming is exact: generation g draws its keys from `fold_in(key(seed), g)` and 
 runs from block g of the `es_fitness` seed stream (`seeds.py`), not from a key chained
 through the run, and the checkpoint holds the complete strategy state, so a run
 resumed from generation k continues bit for bit as the uninterrupted run would (on the same
-device count). On Ctrl-C the last completed generation is checkpointed and `ESInterrupted`
-is raised.
+device count). On Ctrl-C the last completed generation is checkpointed and `Interrupted`
+(`errors.py`) is raised.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.errors import ConfigError
-from metarl_cli.meta.checkpoint import Progress, RunDir
-from metarl_cli.meta.config import ESConfig
-from metarl_cli.meta.fitness import CombinedFitness, to_device_fitness
-from metarl_cli.meta.strategies import current_sigma, host_lr, init_state, make_strategy, strong
+from metarl_cli.errors import ConfigError, Interrupted
+from metarl_cli.meta.es.config import ESConfig
+from metarl_cli.meta.es.fitness import CombinedFitness, to_device_fitness
+from metarl_cli.meta.es.rundir import Progress, RunDir
+from metarl_cli.meta.es.strategies import current_sigma, host_lr, init_state, make_strategy, strong
 from metarl_cli.seeds import es_fitness_keys
 
 
@@ -47,14 +47,6 @@ class Problem(Protocol):
         """Scores a population (a pytree with a leading [popsize] axis) with the
         generation's [num_rollouts] run keys of the `es_fitness` stream (`seeds.py`)."""
         ...
-
-
-class ESInterrupted(Exception):
-    """Ctrl-C during `evolve`; the last completed generation was checkpointed."""
-
-    def __init__(self, generation: int, saved: bool) -> None:
-        super().__init__(f"interrupted after generation {generation}")
-        self.generation, self.saved = generation, saved
 
 
 @dataclass
@@ -119,7 +111,7 @@ def evolve(
             evaluation `{"score": float, ...}` (higher is better) to record.
 
     Raises:
-        ESInterrupted: on Ctrl-C, after checkpointing the last completed generation.
+        Interrupted: on Ctrl-C, after checkpointing the last completed generation.
         ConfigError: resuming with a different config, or past `num_generations`.
     """
     from jax.flatten_util import ravel_pytree
@@ -207,7 +199,8 @@ def evolve(
     except KeyboardInterrupt:
         state, progress = committed
         checkpoint(state, progress)
-        raise ESInterrupted(progress.generation, saved=run_dir is not None) from None
+        saved = f"checkpoint saved in {run_dir.path}" if run_dir is not None else "nothing saved"
+        raise Interrupted(f"generation {progress.generation}", saved) from None
     state, progress = committed
     progress.wall_s = wall_before + time.perf_counter() - t_session
     best = (

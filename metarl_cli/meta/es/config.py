@@ -36,7 +36,7 @@ class ESConfig(BaseModel):
         seed: master seed; generation g asks and tells with `fold_in(key(seed), g)`, and its
             RL runs draw from the seed streams of `seeds.py` (fitness, selection).
         strategy: the evosax algorithm (`open_es` is the paper's).
-        chunk: population runs vmapped together per device per call (None: all).
+        chunk: population runs per device per call, as `ShardedRunner`'s (None: all).
         select: which candidate becomes the output: the mean with the best periodic
             evaluation on the training envs (default; the paper counts training up to peak
             in-distribution performance), or the final mean.

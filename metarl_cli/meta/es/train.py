@@ -19,9 +19,9 @@ import numpy as np
 
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.errors import ConfigError
-from metarl_cli.meta.checkpoint import RunDir
-from metarl_cli.meta.config import ESConfig
-from metarl_cli.meta.es import score_key
+from metarl_cli.meta.es.config import ESConfig
+from metarl_cli.meta.es.loop import score_key
+from metarl_cli.meta.es.rundir import RunDir
 from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.seeds import ES_FITNESS, SELECTION, record, run_key_data
 
@@ -63,7 +63,7 @@ def plan_es(
     if resume:
         saved = rd.read_saved()
         if saved is not None:
-            from metarl_cli.meta.config import config_differences
+            from metarl_cli.meta.es.config import config_differences
             from metarl_cli.meta.rundir import refuse_changed_config
 
             saved_config, resume_from = saved
@@ -84,7 +84,7 @@ class RLProblem:
 
         from metarl_cli.envs import make_env
         from metarl_cli.learned.base import slots_for
-        from metarl_cli.meta.fitness import PopulationFitness
+        from metarl_cli.meta.es.fitness import PopulationFitness
         from metarl_cli.rl.ppo import make_train
 
         cfg, alg = plan.cfg, plan.algorithm
@@ -107,7 +107,7 @@ class RLProblem:
         )
 
     def fitness(self, population: Any, keys: Any):
-        from metarl_cli.meta.fitness import combine_fitness
+        from metarl_cli.meta.es.fitness import combine_fitness
 
         returns = {e: fn(population, keys) for e, fn in self.fitness_fns.items()}
         return combine_fitness(returns, self.normalisers)
@@ -182,7 +182,7 @@ def train_es(
     `on_event(name, info)` reports "building", "checkpoint" (generation, eval) and "done".
     """
     from metarl_cli.artefacts import save_artefact
-    from metarl_cli.meta.es import evolve
+    from metarl_cli.meta.es.loop import evolve
 
     cfg, rd = plan.cfg, plan.run_dir
     t_start = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from metarl_cli.errors import ArtefactError
-from metarl_cli.meta.config import ESConfig, config_differences
+from metarl_cli.meta.es.config import ESConfig, config_differences
 from metarl_cli.meta.rundir import RunDirBase, refuse_changed_config, restore_leaves
 
 

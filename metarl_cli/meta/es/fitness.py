@@ -1,0 +1,113 @@
+"""Population fitness: one full PPO run per (member, seed), through the shared runner.
+
+`PopulationFitness(trainer, slot)` lays a population's candidate thetas and the generation's
+seeds out as one axis of `popsize x num_rollouts` runs (run i: member i // num_rollouts, seed
+i % num_rollouts) and trains them with `rl/parallel.py`'s `ShardedRunner` with one θ per run:
+the same sharding, `--chunk` meaning, padding and compilation cache as `metarl evaluate`. Every
+member uses the same seeds (common random numbers), so members differ only in theta.
+
+`combine_fitness` turns per-env returns into one fitness per member as the original code does
+(return / PPO normaliser, mean over envs), with failed runs (NaN or inf: a diverged run, or no
+episode finished) set to the worst fitness instead of crashing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarl_cli.rl.parallel import ShardedRunner
+from metarl_cli.rl.slots import Theta
+
+WORST_FITNESS = -1e6
+"""The fitness of a member whose run failed: below any normalised return."""
+
+
+def full_theta(slot: str, slot_theta: Any) -> Theta:
+    """`Theta.for_slot(slot, slot_theta)` (kept for scripts that import it from here)."""
+    return Theta.for_slot(slot, slot_theta)
+
+
+def _final_return(out: Any) -> Any:
+    return out.final_return
+
+
+class PopulationFitness:
+    """Final returns of a population's PPO runs on one env.
+
+    Args:
+        trainer: a `Trainer` (`init(theta, key)`, `run(theta, state) -> TrainOutput`).
+        slot: the slot the candidates fill ("drift" or "optimiser").
+        devices: devices to shard over (default: all).
+        chunk: runs per device per call, as for `ShardedRunner` (None: all of a device's runs).
+    """
+
+    def __init__(
+        self, trainer: Any, slot: str, devices: list | None = None, chunk: int | None = None
+    ) -> None:
+        self.slot = slot
+        self.runner = ShardedRunner(trainer, chunk=chunk, devices=devices, output=_final_return)
+        self.last_timings: dict[str, float] = {}
+
+    def __call__(self, population: Any, keys: jax.Array) -> np.ndarray:
+        """Returns final returns, shape [popsize, num_rollouts] (NaN where a run failed).
+
+        Args:
+            population: a pytree of candidate slot thetas with a leading [popsize] axis.
+            keys: [num_rollouts] PRNG keys shared by every member.
+        """
+        popsize = jax.tree.leaves(population)[0].shape[0]
+        rollouts = keys.shape[0]
+        member_idx = np.repeat(np.arange(popsize), rollouts)
+        seed_idx = np.tile(np.arange(rollouts), popsize)
+        members = jax.tree.map(lambda x: x[member_idx], population)
+        thetas = Theta.for_slot(self.slot, members)
+        returns, timings = self.runner(thetas, keys[seed_idx], per_run=True)
+        self.last_timings = {"setup_s": timings.compile_s, "run_s": timings.run_s}
+        return np.asarray(returns).reshape(popsize, rollouts)
+
+
+@dataclass(frozen=True)
+class CombinedFitness:
+    """One generation's fitness.
+
+    Attributes:
+        fitness: [popsize] mean over envs of (mean return over rollouts) / normaliser, with
+            failed members set to `WORST_FITNESS`; higher is better.
+        raw_means: env id -> [popsize] mean raw return over rollouts (NaN where failed).
+        failed: [popsize] bool, a member with a non-finite return on any env.
+    """
+
+    fitness: np.ndarray
+    raw_means: dict[str, np.ndarray]
+    failed: np.ndarray
+
+
+def combine_fitness(
+    returns: dict[str, np.ndarray], normalisers: dict[str, float | None]
+) -> CombinedFitness:
+    """Per-env returns [popsize, num_rollouts] -> one fitness per member (higher is better).
+
+    Normalisers follow `meta/normalisers.py` (one env may have none; several must all have one).
+    """
+    from metarl_cli.meta.normalisers import divisors
+
+    by = divisors({e: normalisers.get(e) for e in returns})
+    raw_means, normalised = {}, []
+    for env_id, r in returns.items():
+        mean = np.asarray(r, np.float64).mean(axis=1)
+        raw_means[env_id] = mean
+        normalised.append(mean / by[env_id])
+    stacked = np.stack(normalised)
+    failed = ~np.isfinite(stacked).all(axis=0)
+    fitness = np.where(failed, WORST_FITNESS, np.nan_to_num(stacked).mean(axis=0))
+    return CombinedFitness(fitness=fitness, raw_means=raw_means, failed=failed)
+
+
+def to_device_fitness(fitness: np.ndarray) -> jax.Array:
+    """evosax minimises: the negated fitness, float32."""
+    return jnp.asarray(-fitness, jnp.float32)
