@@ -273,6 +273,15 @@ class LearnedAlgorithm(Protocol):
         ...
 
 
+class OptimiserChecks:
+    """Mixin for optimiser-slot algorithms: nothing about an update rule is checked."""
+
+    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        """Nothing is checked for an optimiser: []."""
+        del kernel, theta, clip_eps
+        return []
+
+
 ALGORITHMS: Registry[LearnedAlgorithm] = Registry("learned algorithm")
 
 # Modules that register an algorithm on import. Imported on first use, not at the top: each of

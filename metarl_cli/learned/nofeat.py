@@ -29,6 +29,7 @@ from metarl_cli.learned.base import (
     ALGORITHMS,
     Feature,
     FeatureSpec,
+    OptimiserChecks,
     SymbolicFunction,
     check_hsize,
     no_foreign_checkpoint,
@@ -239,7 +240,7 @@ def symbolic_targets(theta: Any, architecture: dict[str, Any], x: np.ndarray) ->
 
 
 @dataclass(frozen=True)
-class NoFeatAlgorithm:
+class NoFeatAlgorithm(OptimiserChecks):
     """No Features as a learned algorithm (registry id `nofeat`)."""
 
     name: str = "nofeat"
@@ -317,11 +318,6 @@ class NoFeatAlgorithm:
     def initial_theta(self, key: jax.Array, hidden: int = 16):
         """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
         return jax.tree.map(jnp.zeros_like, self.init(key, hidden))
-
-    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
-        """Nothing is checked for an optimiser: []."""
-        del kernel, theta, clip_eps
-        return []
 
     def distillation_problem(
         self,

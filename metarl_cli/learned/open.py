@@ -37,6 +37,7 @@ from metarl_cli.learned import open_distil
 from metarl_cli.learned.base import (
     ALGORITHMS,
     FeatureSpec,
+    OptimiserChecks,
     SymbolicFunction,
     check_hsize,
     no_ratio_inputs,
@@ -199,7 +200,7 @@ def open_optimiser(hidden: int, gru: int, recurrent: bool = True):
 
 
 @dataclass(frozen=True)
-class OpenAlgorithm:
+class OpenAlgorithm(OptimiserChecks):
     """OPEN as a learned algorithm (registry ids `open` and `open_ff`)."""
 
     name: str
@@ -314,11 +315,6 @@ class OpenAlgorithm:
     def initial_theta(self, key: jax.Array, hidden: int = 16, gru: int = 8):
         """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
         return jax.tree.map(jnp.zeros_like, self.init(key, hidden, gru))
-
-    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
-        """Nothing is checked for an optimiser: []."""
-        del kernel, theta, clip_eps
-        return []
 
     def distillation_problem(
         self,
