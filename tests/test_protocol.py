@@ -21,7 +21,7 @@ ALGORITHM_IDS = {"lpo", "open", "open_ff", "nofeat", "lpg"}
 # (module, string) pairs that are not algorithm ids although they spell one.
 ALLOWED = {
     # The Python audit event `open` (a file open), which the sandbox's audit hook filters.
-    ("meta/llm/confine.py", "open"),
+    ("meta/llm/audit.py", "open"),
 }
 
 
@@ -404,3 +404,26 @@ def test_a_toy_algorithm_goes_through_every_command(toy, tmp_path, capsys):
     assert "Toy Drift, meta-trained on Cartpole" in text  # the study named by the protocol
     # A drift: its objective's slope is drawn, as LPO's is.
     assert (report / f"{TOY}_gradients.png").exists()
+
+
+# --- the meta-learner scaffold ----------------------------------------------------------------
+
+
+def test_every_meta_learners_plan_has_the_scaffolds_fields():
+    import dataclasses
+    import importlib
+    import typing
+
+    from metarl_cli.meta.rundir import RunDirBase
+    from metarl_cli.meta.scaffold import META_LEARNERS, MetaPlan
+
+    assert {m.name for m in META_LEARNERS} == {"es", "distil", "symbolic", "llm"}
+    shared = set(typing.get_type_hints(MetaPlan))
+    for m in META_LEARNERS:
+        module, cls = m.plan_type.split(":")
+        plan_type = getattr(importlib.import_module(module), cls)
+        fields = {f.name for f in dataclasses.fields(plan_type)}
+        assert shared <= fields, (m.name, shared - fields)
+        hints = typing.get_type_hints(plan_type)
+        assert issubclass(hints["run_dir"], RunDirBase), m.name
+        assert hints["output"] is Path and hints["force"] is bool, m.name
