@@ -26,8 +26,8 @@ from metarl_cli.learned.lpo import ratio_inputs as lpo_inputs
 from metarl_cli.learned.lpo import symbolic_grid as lpo_grid
 from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.meta.symbolic import export
-from metarl_cli.meta.symbolic.backends import OperonBackend
 from metarl_cli.meta.symbolic.data import DistilData, load_teacher, make_data
+from metarl_cli.meta.symbolic.operon import OperonBackend
 from metarl_cli.meta.symbolic.problem import choose, make_problem, pareto_front, score
 from metarl_cli.meta.symbolic.search import default_config
 

@@ -10,80 +10,89 @@ from typing import Annotated, Any
 
 import typer
 
+from metarl_cli.cli._options import ForceOpt, JsonOpt, OutputOpt, ResumeOpt, RunDirOpt, SeedOpt
 from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json, resume_hint
+
+TeacherOpt = Annotated[Path, typer.Argument(help="The neural artefact to distil.")]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(help="same: the teacher's network; smaller: every width halved."),
+]
+HsizeOpt = Annotated[
+    int | None,
+    typer.Option(help="Explicit student width (recurrent OPEN: even, GRU hsize/2).", max=MAX_SIZE),
+]
+LrOpt = Annotated[
+    list[float] | None,
+    typer.Option(help="Adam learning rate; repeat for a sweep (default: sweep 0.1, 0.02, 0.001)."),
+]
+EpochsOpt = Annotated[int, typer.Option(help="Epochs per learning rate.")]
+ItersOpt = Annotated[
+    int,
+    typer.Option(
+        help="Adam steps per epoch (default: the original's 1e6 steps per lr over 10 "
+        "epochs; --iters 1000 is a 100x cheaper run, see docs/distil.md)."
+    ),
+]
+LrEndOpt = Annotated[
+    float, typer.Option(help="Learning rate at the end of each run (the original's).")
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option(help="Synthetic points (OPEN: sequences) per step.", max=MAX_SIZE)
+]
+TestSizeOpt = Annotated[int, typer.Option(help="Points in the held-out set.", max=MAX_SIZE)]
+RolloutOpt = Annotated[
+    str | None,
+    typer.Option(help="Recurrent OPEN: long (100-step) or short (20-step) sequences."),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(help="LPO: value (the drift, default) or grad (d drift / d ratio)."),
+]
+EnvsOpt = Annotated[
+    str | None,
+    typer.Option("--envs", "-e", help="Evaluation envs (default: the teacher's)."),
+]
+NumRunsOpt = Annotated[
+    int, typer.Option(help="RL seeds per env per evaluation (0: select by held-out loss).")
+]
+TimestepsOpt = Annotated[
+    str | None, typer.Option("--timesteps", "-t", help="PPO budget per evaluation run.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override an evaluation config value: key=value."),
+]
+EvalEveryOpt = Annotated[int, typer.Option(help="Epochs between RL evaluations.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line per epoch; tracebacks.")
+]
 
 
 def distil(
-    teacher: Annotated[Path, typer.Argument(help="The neural artefact to distil.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
-    size: Annotated[
-        str | None,
-        typer.Option(help="same: the teacher's network; smaller: every width halved."),
-    ] = None,
-    hsize: Annotated[
-        int | None,
-        typer.Option(
-            help="Explicit student width (recurrent OPEN: even, GRU hsize/2).", max=MAX_SIZE
-        ),
-    ] = None,
-    lr: Annotated[
-        list[float] | None,
-        typer.Option(
-            help="Adam learning rate; repeat for a sweep (default: sweep 0.1, 0.02, 0.001)."
-        ),
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs per learning rate.")] = 10,
-    iters: Annotated[
-        int,
-        typer.Option(
-            help="Adam steps per epoch (default: the original's 1e6 steps per lr over 10 "
-            "epochs; --iters 1000 is a 100x cheaper run, see docs/distil.md)."
-        ),
-    ] = 100_000,
-    lr_end: Annotated[
-        float, typer.Option(help="Learning rate at the end of each run (the original's).")
-    ] = 1e-5,
-    batch_size: Annotated[
-        int, typer.Option(help="Synthetic points (OPEN: sequences) per step.", max=MAX_SIZE)
-    ] = 2048,
-    test_size: Annotated[
-        int, typer.Option(help="Points in the held-out set.", max=MAX_SIZE)
-    ] = 10_000,
-    rollout: Annotated[
-        str | None,
-        typer.Option(help="Recurrent OPEN: long (100-step) or short (20-step) sequences."),
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(help="LPO: value (the drift, default) or grad (d drift / d ratio)."),
-    ] = None,
-    envs: Annotated[
-        str | None,
-        typer.Option("--envs", "-e", help="Evaluation envs (default: the teacher's)."),
-    ] = None,
-    num_runs: Annotated[
-        int, typer.Option(help="RL seeds per env per evaluation (0: select by held-out loss).")
-    ] = 8,
-    timesteps: Annotated[
-        str | None, typer.Option("--timesteps", "-t", help="PPO budget per evaluation run.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override an evaluation config value: key=value."),
-    ] = None,
-    eval_every: Annotated[int, typer.Option(help="Epochs between RL evaluations.")] = 1,
-    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoints and metrics (default: OUTPUT.run/).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
-    force: Annotated[
-        bool, typer.Option(help="Overwrite the output and restart a non-empty run dir.")
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="One line per epoch; tracebacks.")
-    ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    teacher: TeacherOpt,
+    output: OutputOpt,
+    size: SizeOpt = None,
+    hsize: HsizeOpt = None,
+    lr: LrOpt = None,
+    epochs: EpochsOpt = 10,
+    iters: ItersOpt = 100_000,
+    lr_end: LrEndOpt = 1e-5,
+    batch_size: BatchSizeOpt = 2048,
+    test_size: TestSizeOpt = 10_000,
+    rollout: RolloutOpt = None,
+    target: TargetOpt = None,
+    envs: EnvsOpt = None,
+    num_runs: NumRunsOpt = 8,
+    timesteps: TimestepsOpt = None,
+    set_: SetOpt = None,
+    eval_every: EvalEveryOpt = 1,
+    seed: SeedOpt = 0,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Distil TEACHER into a same-size or smaller network; write the best checkpoint in RL.
 
@@ -120,14 +129,19 @@ def distil(
         resume=resume,
         force=force,
     )
+    _run(plan, verbose=verbose, json_=json_)
+
+
+def _run(plan: Any, *, verbose: bool, json_: bool) -> None:
+    """Train, then print the chosen checkpoint."""
     from metarl_cli.meta.distil.train import distil as run
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
     _header(plan)
     reporter = _Reporter(plan, verbose=verbose)
-    resume = shlex.join(["metarl", "distil", *_argv(plan), "--resume"])
-    with resume_hint(lambda: resume), reporter:
+    hint = shlex.join(["metarl", "distil", *_argv(plan), "--resume"])
+    with resume_hint(lambda: hint), reporter:
         result = run(plan, on_event=reporter.event)
     manifest = result.manifest
     if json_:

@@ -3,72 +3,86 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from metarl_cli.cli._options import SeedOpt
 from metarl_cli.cli._output import err, fmt, out, print_json
+
+TargetOpt = Annotated[str, typer.Argument(help="Baseline name (ppo) or artefact file.")]
+EnvsOpt = Annotated[
+    str | None,
+    typer.Option("--envs", "-e", help="Comma-separated env ids or aliases [cartpole]."),
+]
+SuiteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--suite",
+        "-s",
+        help="A named env list instead of --envs: paper (the 10 meta-test envs), minatar, "
+        "brax, classic, craftax.",
+    ),
+]
+NumRunsOpt = Annotated[
+    int, typer.Option("--num-runs", "-n", help="Seeds per env (the paper meta-tests on 16).")
+]
+TimestepsOpt = Annotated[
+    str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
+]
+TimestepsScaleOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timesteps-scale", help="Multiply each env's preset budget (e.g. 0.01 on a CPU)."
+    ),
+]
+ChunkOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Runs per device per call (default: all, vmapped; 1: one at a time, the "
+        "same results on any device count; k: k vmapped, bounds memory)."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value: key=value (repeatable)."),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="JSON or TOML file of overrides.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the result JSON here.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AlgoOpt = Annotated[
+    str | None,
+    typer.Option("--algo", help="Refuse an artefact of any other algorithm (e.g. lpo)."),
+]
+StreamOpt = Annotated[
+    str,
+    typer.Option(
+        "--stream",
+        hidden=True,  # for audits: `selection` reproduces a meta-learner's selection score
+        help="Seed stream: meta_test, or selection (the seeds meta-learners select with).",
+    ),
+]
 
 
 def evaluate(
-    target: Annotated[str, typer.Argument(help="Baseline name (ppo) or artefact file.")],
-    envs: Annotated[
-        str | None,
-        typer.Option("--envs", "-e", help="Comma-separated env ids or aliases [cartpole]."),
-    ] = None,
-    suite: Annotated[
-        str | None,
-        typer.Option(
-            "--suite",
-            "-s",
-            help="A named env list instead of --envs: paper (the 10 meta-test envs), minatar, "
-            "brax, classic, craftax.",
-        ),
-    ] = None,
-    num_runs: Annotated[
-        int, typer.Option("--num-runs", "-n", help="Seeds per env (the paper meta-tests on 16).")
-    ] = 16,
-    timesteps: Annotated[
-        str | None, typer.Option("--timesteps", "-t", help="Budget per run, e.g. 2e5.")
-    ] = None,
-    timesteps_scale: Annotated[
-        float | None,
-        typer.Option(
-            "--timesteps-scale", help="Multiply each env's preset budget (e.g. 0.01 on a CPU)."
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
-    chunk: Annotated[
-        int | None,
-        typer.Option(
-            help="Runs per device per call (default: all, vmapped; 1: one at a time, the "
-            "same results on any device count; k: k vmapped, bounds memory)."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config value: key=value (repeatable)."),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="JSON or TOML file of overrides.")
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the result JSON here.")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    algo: Annotated[
-        str | None,
-        typer.Option("--algo", help="Refuse an artefact of any other algorithm (e.g. lpo)."),
-    ] = None,
-    stream: Annotated[
-        str,
-        typer.Option(
-            "--stream",
-            hidden=True,  # for audits: `selection` reproduces a meta-learner's selection score
-            help="Seed stream: meta_test, or selection (the seeds meta-learners select with).",
-        ),
-    ] = "meta_test",
+    target: TargetOpt,
+    envs: EnvsOpt = None,
+    suite: SuiteOpt = None,
+    num_runs: NumRunsOpt = 16,
+    timesteps: TimestepsOpt = None,
+    timesteps_scale: TimestepsScaleOpt = None,
+    seed: SeedOpt = 0,
+    chunk: ChunkOpt = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+    algo: AlgoOpt = None,
+    stream: StreamOpt = "meta_test",
 ) -> None:
     """Train with TARGET on each env for --num-runs seeds; report final returns (mean, IQM)."""
     from metarl_cli.config import parse_set, read_config_file
@@ -101,6 +115,25 @@ def evaluate(
         file_values=file_values,
     )
 
+    result = _run(
+        target, env_ids, num_runs=num_runs, seed=seed, chunk=chunk, timesteps=timesteps,
+        overrides=overrides, file_values=file_values, expect_algorithm=algo,
+        timesteps_scale=timesteps_scale, suite=suite, stream=stream,
+    )  # fmt: skip
+    if output is not None:
+        from metarl_cli.results import write_result
+
+        write_result(result, output, force=force)
+    if json_:
+        print_json(result.model_dump(mode="json"))
+        return
+    _table(result)
+    if output is not None:
+        out.print(f"wrote {output}")
+
+
+def _run(target: str, env_ids: list[str], **kwargs: Any) -> Any:
+    """Evaluate with a spinner and a line per finished env on stderr."""
     from metarl_cli.evaluation import evaluate as run_evaluation
     from metarl_cli.rl.parallel import enable_compilation_cache
 
@@ -117,33 +150,9 @@ def evaluate(
             status.update(f"{env_id}: {phase} ({done[0] + 1}/{len(env_ids)} envs)")
 
     try:
-        result = run_evaluation(
-            target,
-            env_ids,
-            num_runs=num_runs,
-            seed=seed,
-            chunk=chunk,
-            timesteps=timesteps,
-            overrides=overrides,
-            file_values=file_values,
-            on_event=on_event,
-            expect_algorithm=algo,
-            timesteps_scale=timesteps_scale,
-            suite=suite,
-            stream=stream,
-        )
+        return run_evaluation(target, env_ids, on_event=on_event, **kwargs)
     finally:
         status.stop()
-    if output is not None:
-        from metarl_cli.results import write_result
-
-        write_result(result, output, force=force)
-    if json_:
-        print_json(result.model_dump(mode="json"))
-        return
-    _table(result)
-    if output is not None:
-        out.print(f"wrote {output}")
 
 
 def _steps(n: int) -> str:

@@ -9,63 +9,77 @@ from typing import Annotated, Any
 
 import typer
 
+from metarl_cli.cli._options import ForceOpt, JsonOpt, ResumeOpt, SeedOpt
 from metarl_cli.cli._output import MAX_SIZE, BarReporter, err, out, print_json, resume_hint
+
+TeacherOpt = Annotated[Path, typer.Argument(help="A neural artefact (lpo, open_ff or nofeat).")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Symbolic artefact to write.")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        help="operon (offline, default) or pysr (needs Julia; untested: it has never run on "
+        "metarl's test machines)."
+    ),
+]
+GradLossOpt = Annotated[
+    bool, typer.Option("--grad-loss", help="LPO: fit d drift / d r instead of the drift.")
+]
+RoundsOpt = Annotated[int, typer.Option(help="Search rounds, each ending in RL evaluation.")]
+IterationsOpt = Annotated[int, typer.Option(help="Generations per round.")]
+PopulationOpt = Annotated[
+    int | None,
+    typer.Option(help="Programs in the population (LPO 1000, else 5000).", max=MAX_SIZE),
+]
+NumPointsOpt = Annotated[
+    int | None,
+    typer.Option(help="Teacher data points (LPO grid 1024^2, else 1e6).", max=MAX_SIZE),
+]
+BatchSizeOpt = Annotated[int, typer.Option(help="Rows of teacher data per round.", max=MAX_SIZE)]
+EnvsOpt = Annotated[
+    str | None, typer.Option("--envs", "-e", help="RL evaluation envs (default: teacher's).")
+]
+NumRunsOpt = Annotated[
+    int, typer.Option("--num-runs", "-n", help="RL seeds per env and round (0: none).")
+]
+TimestepsOpt = Annotated[
+    str | None, typer.Option("--timesteps", "-t", help="RL budget per run, e.g. 5e5.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override an RL config value: key=value (repeatable)."),
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(help="Backend threads (default: all cores).", max=4096)
+]
+RunDirOpt = Annotated[
+    Path | None, typer.Option(help="State, Pareto fronts, metrics (default: OUTPUT.run/).")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line per round; tracebacks.")
+]
 
 
 def symbolic(
-    teacher: Annotated[Path, typer.Argument(help="A neural artefact (lpo, open_ff or nofeat).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Symbolic artefact to write.")],
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="operon (offline, default) or pysr (needs Julia; untested: it has never run on "
-            "metarl's test machines)."
-        ),
-    ] = "operon",
-    grad_loss: Annotated[
-        bool, typer.Option("--grad-loss", help="LPO: fit d drift / d r instead of the drift.")
-    ] = False,
-    rounds: Annotated[int, typer.Option(help="Search rounds, each ending in RL evaluation.")] = 40,
-    iterations: Annotated[int, typer.Option(help="Generations per round.")] = 10,
-    population: Annotated[
-        int | None,
-        typer.Option(help="Programs in the population (LPO 1000, else 5000).", max=MAX_SIZE),
-    ] = None,
-    num_points: Annotated[
-        int | None,
-        typer.Option(help="Teacher data points (LPO grid 1024^2, else 1e6).", max=MAX_SIZE),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="Rows of teacher data per round.", max=MAX_SIZE)
-    ] = 5000,
-    envs: Annotated[
-        str | None, typer.Option("--envs", "-e", help="RL evaluation envs (default: teacher's).")
-    ] = None,
-    num_runs: Annotated[
-        int, typer.Option("--num-runs", "-n", help="RL seeds per env and round (0: none).")
-    ] = 8,
-    timesteps: Annotated[
-        str | None, typer.Option("--timesteps", "-t", help="RL budget per run, e.g. 5e5.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override an RL config value: key=value (repeatable)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
-    threads: Annotated[
-        int | None, typer.Option(help="Backend threads (default: all cores).", max=4096)
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="State, Pareto fronts, metrics (default: OUTPUT.run/).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
-    force: Annotated[
-        bool, typer.Option(help="Overwrite the output and restart a non-empty run dir.")
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="One line per round; tracebacks.")
-    ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    teacher: TeacherOpt,
+    output: OutputOpt,
+    backend: BackendOpt = "operon",
+    grad_loss: GradLossOpt = False,
+    rounds: RoundsOpt = 40,
+    iterations: IterationsOpt = 10,
+    population: PopulationOpt = None,
+    num_points: NumPointsOpt = None,
+    batch_size: BatchSizeOpt = 5000,
+    envs: EnvsOpt = None,
+    num_runs: NumRunsOpt = 8,
+    timesteps: TimestepsOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = 0,
+    threads: ThreadsOpt = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Distil TEACHER into a symbolic program (paper §4.4, Table 10), the most accurate one.
 
@@ -106,6 +120,11 @@ def symbolic(
     )
     plan = plan_symbolic(cfg, teach, output, run_dir=run_dir, resume=resume, force=force)
 
+    _run(plan, cfg, teach, verbose=verbose, json_=json_)
+
+
+def _run(plan: Any, cfg: Any, teach: Any, *, verbose: bool, json_: bool) -> None:
+    """Search, then print the chosen program."""
     from metarl_cli.meta.symbolic.search import run_symbolic
     from metarl_cli.rl.parallel import enable_compilation_cache
 

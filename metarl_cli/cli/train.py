@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
+from metarl_cli.cli._options import (
+    AlgoOpt,
+    EnvsOpt,
+    ForceOpt,
+    JsonOpt,
+    OutputOpt,
+    ResumeOpt,
+    RunDirOpt,
+    SeedOpt,
+    SetOpt,
+)
 from metarl_cli.cli._output import (
     MAX_SIZE,
     BarReporter,
@@ -18,76 +28,113 @@ from metarl_cli.cli._output import (
     resume_hint,
 )
 
+if TYPE_CHECKING:
+    from metarl_cli.meta.es.config import ESConfig, Strategy
+
 app = typer.Typer(help="Meta-train a learned algorithm.", no_args_is_help=True)
+
+
+NumGenerationsOpt = Annotated[int, typer.Option(help="Generations in total.")]
+PopsizeOpt = Annotated[int, typer.Option(help="Population size (even for open_es).", max=MAX_SIZE)]
+NumRolloutsOpt = Annotated[int, typer.Option(help="PPO seeds per member and env.")]
+LrOpt = Annotated[float, typer.Option(help="Adam step size of the ES mean.")]
+LrDecayOpt = Annotated[float, typer.Option(help="lr decay per generation.")]
+LrLimitOpt = Annotated[float, typer.Option(help="Floor of the decayed lr.")]
+NoiseLevelOpt = Annotated[float, typer.Option(help="Initial search sigma.")]
+SigmaDecayOpt = Annotated[float, typer.Option(help="Sigma decay per generation.")]
+SigmaLimitOpt = Annotated[float, typer.Option(help="Floor of the decayed sigma.")]
+SaveEveryKOpt = Annotated[
+    int, typer.Option(help="Generations between checkpoints and evaluations.")
+]
+EvalRunsOpt = Annotated[
+    int, typer.Option(help="Seeds per env to evaluate the mean at checkpoints (0: none).")
+]
+HsizeOpt = Annotated[
+    int | None,
+    typer.Option(help="Hidden size (OPEN: GRU hsize/2); default Table 8.", max=MAX_SIZE),
+]
+TimestepsOpt = Annotated[
+    str | None, typer.Option("--timesteps", "-t", help="PPO budget per run, e.g. 5e5.")
+]
+StrategyOpt = Annotated[str, typer.Option(help="evosax strategy: open_es, pgpe, snes, sep_cma_es.")]
+ChunkOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Population runs per device per call (default: all, vmapped; 1: one at a "
+        "time, the same results on any device count; k: k vmapped, bounds memory).",
+        max=MAX_SIZE,
+    ),
+]
+SelectOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Output candidate: best-eval (the mean with the best periodic evaluation on "
+        "the training envs, the paper's) or final (the last mean) "
+        "[default: best-eval, or final with --eval-runs 0]."
+    ),
+]
+WandbOpt = Annotated[bool, typer.Option(help="Also log to Weights & Biases.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line per generation; tracebacks.")
+]
 
 
 @app.command("es")
 def es(
-    algo: Annotated[str, typer.Option("--algo", "-a", help="lpo, open, open_ff or nofeat.")],
-    envs: Annotated[str, typer.Option("--envs", "-e", help="Comma-separated training envs.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Artefact to write.")],
-    num_generations: Annotated[int, typer.Option(help="Generations in total.")] = 800,
-    popsize: Annotated[
-        int, typer.Option(help="Population size (even for open_es).", max=MAX_SIZE)
-    ] = 64,
-    num_rollouts: Annotated[int, typer.Option(help="PPO seeds per member and env.")] = 1,
-    lr: Annotated[float, typer.Option(help="Adam step size of the ES mean.")] = 3e-2,
-    lr_decay: Annotated[float, typer.Option(help="lr decay per generation.")] = 0.999,
-    lr_limit: Annotated[float, typer.Option(help="Floor of the decayed lr.")] = 1e-3,
-    noise_level: Annotated[float, typer.Option(help="Initial search sigma.")] = 3e-2,
-    sigma_decay: Annotated[float, typer.Option(help="Sigma decay per generation.")] = 0.999,
-    sigma_limit: Annotated[float, typer.Option(help="Floor of the decayed sigma.")] = 1e-2,
-    save_every_k: Annotated[
-        int, typer.Option(help="Generations between checkpoints and evaluations.")
-    ] = 8,
-    eval_runs: Annotated[
-        int, typer.Option(help="Seeds per env to evaluate the mean at checkpoints (0: none).")
-    ] = 8,
-    hsize: Annotated[
-        int | None,
-        typer.Option(help="Hidden size (OPEN: GRU hsize/2); default Table 8.", max=MAX_SIZE),
-    ] = None,
-    timesteps: Annotated[
-        str | None, typer.Option("--timesteps", "-t", help="PPO budget per run, e.g. 5e5.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Master seed.")] = 0,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a trainer config value: key=value (repeatable)."),
-    ] = None,
-    strategy: Annotated[
-        str, typer.Option(help="evosax strategy: open_es, pgpe, snes, sep_cma_es.")
-    ] = "open_es",
-    chunk: Annotated[
-        int | None,
-        typer.Option(
-            help="Population runs per device per call (default: all, vmapped; 1: one at a "
-            "time, the same results on any device count; k: k vmapped, bounds memory).",
-            max=MAX_SIZE,
-        ),
-    ] = None,
-    select: Annotated[
-        str | None,
-        typer.Option(
-            help="Output candidate: best-eval (the mean with the best periodic evaluation on "
-            "the training envs, the paper's) or final (the last mean) "
-            "[default: best-eval, or final with --eval-runs 0]."
-        ),
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoints and metrics (default: OUTPUT.run/).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir.")] = False,
-    force: Annotated[
-        bool, typer.Option(help="Overwrite the output and restart a non-empty run dir.")
-    ] = False,
-    wandb: Annotated[bool, typer.Option(help="Also log to Weights & Biases.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="One line per generation; tracebacks.")
-    ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    algo: AlgoOpt,
+    envs: EnvsOpt,
+    output: OutputOpt,
+    num_generations: NumGenerationsOpt = 800,
+    popsize: PopsizeOpt = 64,
+    num_rollouts: NumRolloutsOpt = 1,
+    lr: LrOpt = 3e-2,
+    lr_decay: LrDecayOpt = 0.999,
+    lr_limit: LrLimitOpt = 1e-3,
+    noise_level: NoiseLevelOpt = 3e-2,
+    sigma_decay: SigmaDecayOpt = 0.999,
+    sigma_limit: SigmaLimitOpt = 1e-2,
+    save_every_k: SaveEveryKOpt = 8,
+    eval_runs: EvalRunsOpt = 8,
+    hsize: HsizeOpt = None,
+    timesteps: TimestepsOpt = None,
+    seed: SeedOpt = 0,
+    set_: SetOpt = None,
+    strategy: StrategyOpt = "open_es",
+    chunk: ChunkOpt = None,
+    select: SelectOpt = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    wandb: WandbOpt = False,
+    verbose: VerboseOpt = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Evolve the meta-parameters of ALGO on PPO's final return (OpenAI-ES, Table 8)."""
+    cfg = _config(
+        algo, envs, set_, wandb, hsize, timesteps, strategy, select,
+        num_generations=num_generations, popsize=popsize, num_rollouts=num_rollouts, lr=lr,
+        lr_decay=lr_decay, lr_limit=lr_limit, noise_level=noise_level,
+        sigma_decay=sigma_decay, sigma_limit=sigma_limit, save_every_k=save_every_k,
+        eval_runs=eval_runs, seed=seed, chunk=chunk,
+    )  # fmt: skip
+    from metarl_cli.meta.es.train import plan_es
+
+    plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
+    _run(plan, verbose=verbose, wandb=wandb, json_=json_)
+
+
+def _config(
+    algo: str,
+    envs: str,
+    set_: list[str] | None,
+    wandb: bool,
+    hsize: int | None,
+    timesteps: str | None,
+    strategy: str,
+    select: str | None,
+    **settings: Any,
+) -> ESConfig:
+    """The ES config of the command line (pydantic validates the strategy and --select)."""
     from metarl_cli.config import parse_set
     from metarl_cli.envs import resolve_envs
     from metarl_cli.errors import ConfigError
@@ -101,34 +148,25 @@ def es(
         except ImportError:
             raise ConfigError("--wandb needs the wandb package: pip install wandb") from None
     from metarl_cli.learned.base import get_algorithm, resolve_architecture
-    from metarl_cli.meta.es.train import plan_es
 
     algorithm = get_algorithm(algo)
     suite = env_ids[0].split("/")[0]
-    cfg = ESConfig(
+    return ESConfig(
         algo=algorithm.name,
         envs=env_ids,
         architecture=resolve_architecture(algorithm, suite, hsize),
-        num_generations=num_generations,
-        popsize=popsize,
-        num_rollouts=num_rollouts,
-        lr=lr,
-        lr_decay=lr_decay,
-        lr_limit=lr_limit,
-        noise_level=noise_level,
-        sigma_decay=sigma_decay,
-        sigma_limit=sigma_limit,
-        save_every_k=save_every_k,
-        eval_runs=eval_runs,
-        timesteps=timesteps,
+        timesteps=cast(Any, timesteps),  # text such as 5e5: ESConfig parses it
         overrides=overrides,
-        seed=seed,
-        strategy=strategy,
-        chunk=chunk,
-        select=select or ("best-eval" if eval_runs else "final"),
+        strategy=cast("Strategy", strategy),
+        select=cast(
+            Literal["final", "best-eval"],
+            select or ("best-eval" if settings["eval_runs"] else "final"),
+        ),
+        **settings,
     )
-    plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
 
+
+def _run(plan: Any, *, verbose: bool, wandb: bool, json_: bool) -> None:
     from metarl_cli.meta.es.train import train_es
     from metarl_cli.rl.parallel import enable_compilation_cache
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,11 @@ def expose_cpu_cores(env: dict[str, str] | None = None) -> bool:
 
     Must run before JAX is imported. Returns whether the flag was set.
     """
-    env = os.environ if env is None else env
-    if "XLA_FLAGS" in env:
+    target: MutableMapping[str, str] = os.environ if env is None else env
+    if "XLA_FLAGS" in target:
         return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={max(1, cores or 1)}"
+    target["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={max(1, cores or 1)}"
     return True
 
 
@@ -216,7 +217,7 @@ class ShardedRunner:
         abstract = jax.tree.map(shaped, jax.eval_shape(init, theta, keys))
         theta_abstract = jax.tree.map(shaped, theta) if per_run else theta
         signature = jax.tree.map(lambda x: (x.shape, x.dtype), (theta_abstract, abstract))
-        sig_key = (mesh.devices.size, per_run, str(jax.tree.structure(signature)))
+        sig_key: tuple[Any, ...] = (mesh.devices.size, per_run, str(jax.tree.structure(signature)))
         sig_key += (str(jax.tree.leaves(signature)),)
         if on_phase:
             on_phase("compiling")
@@ -241,6 +242,7 @@ class ShardedRunner:
         if on_phase:
             on_phase("running")
         t1 = time.perf_counter()
+        assert compiled is not None  # cached or just compiled
         outs = [jax.block_until_ready(compiled(*g)) for g in groups]
         t2 = time.perf_counter()
         out = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n], *outs)

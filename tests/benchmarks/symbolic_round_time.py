@@ -54,8 +54,9 @@ def _teachers(tmp: Path) -> dict[str, Path]:
 
 
 def run_case(name: str, path: Path, args, **overrides) -> dict:
-    from metarl_cli.meta.symbolic.backends import FitTask, Objective, OperonBackend
+    from metarl_cli.meta.symbolic.backends import FitTask, Objective
     from metarl_cli.meta.symbolic.data import load_teacher
+    from metarl_cli.meta.symbolic.operon import OperonBackend
     from metarl_cli.meta.symbolic.problem import best_gain, choose, make_problem, score
     from metarl_cli.meta.symbolic.search import default_config
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.errors import ArtefactError, ConfigError
@@ -22,6 +22,9 @@ SIZES = ("same", "smaller")
 # The MinAtar preset's PPO schedule (updates at 1e7 steps, epochs, minibatches): the default
 # shape of recurrent OPEN's sequences when no env is given.
 DEFAULT_SCHEDULE = (1220, 4, 8)
+SizeMode = Literal["same", "smaller", "hsize"]
+Target = Literal["value", "grad"]
+Rollout = Literal["long", "short"]
 
 
 @dataclass
@@ -149,13 +152,66 @@ def plan_distil(
 
     manifest, algorithm, tensors = _load_teacher(teacher)
     mode, student = student_architecture(algorithm, manifest.architecture, size, hsize)
+    _check_problem_options(algorithm, target, rollout)
+    env_ids = list(manifest.training_envs if envs is None else envs)
+    configs = _eval_configs(teacher, env_ids, num_runs, timesteps, overrides, seed)
+    first = configs[0] if configs else None
+    takes_target = "target" in algorithm.distil_options
+    is_recurrent = "rollout" in algorithm.distil_options  # sequences of a PPO run's steps
+    cfg = DistilConfig(
+        teacher=Path(teacher).name,
+        teacher_digest=artefact_digest(teacher),
+        algo=algorithm.name,
+        size=cast(SizeMode, mode),
+        teacher_architecture={
+            k: int(v) for k, v in manifest.architecture.items() if isinstance(v, int)
+        },
+        student_architecture=student,
+        lrs=list(PAPER_LRS if lrs is None else lrs),
+        epochs=epochs,
+        iters=iters,
+        lr_end=lr_end,
+        batch_size=batch_size,
+        test_size=test_size,
+        target=cast(Target, target or "value") if takes_target else None,
+        rollout=cast(Rollout, rollout or "long") if is_recurrent else None,
+        seq_len=ROLLOUTS[rollout or "long"] if is_recurrent else None,
+        schedule=_schedule(first) if is_recurrent else None,
+        clip_eps=first.clip_eps if first else 0.2,
+        envs=env_ids,
+        num_runs=num_runs,
+        timesteps=cast(Any, timesteps),  # a budget string is parsed by the model
+        overrides=overrides or {},
+        eval_every=eval_every,
+        seed=seed,
+    )
+    out, rd = DistilRunDir.for_output(output, run_dir, resume=resume, force=force)
+    resume_from = rd.saved_position(cfg) if resume else None
+    return DistilPlan(
+        cfg, Path(teacher), algorithm, tensors, manifest, configs, out, rd, resume, force,
+        resume_from,
+    )  # fmt: skip
+
+
+def _check_problem_options(algorithm: Any, target: str | None, rollout: str | None) -> None:
+    """`--target` and `--rollout`: taken by the teacher's problem and valid values."""
     _refuse_option(algorithm, "target", target)
     _refuse_option(algorithm, "rollout", rollout)
     if target is not None and target not in ("value", "grad"):
         raise ConfigError(f"--target must be value or grad, got {target!r}")
     if rollout is not None and rollout not in ROLLOUTS:
         raise ConfigError(f"--rollout must be long or short, got {rollout!r}")
-    env_ids = list(manifest.training_envs if envs is None else envs)
+
+
+def _eval_configs(
+    teacher: str | Path,
+    env_ids: list[str],
+    num_runs: int,
+    timesteps: int | str | None,
+    overrides: dict[str, Any] | None,
+    seed: int,
+) -> list[TrainConfig]:
+    """The PPO configs of the periodic RL evaluations, checked (envs, normalisers, seed)."""
     if num_runs > 0 and not env_ids:
         raise ConfigError(
             f"{Path(teacher).name} names no training envs to evaluate students on; pass --envs "
@@ -167,46 +223,11 @@ def plan_distil(
     )
     if num_runs > 0:
         run_key_data(SELECTION, seed, num_runs)  # a bad --seed fails before anything runs
-    first = configs[0] if configs else None
-    takes_target = "target" in algorithm.distil_options
-    is_recurrent = "rollout" in algorithm.distil_options  # sequences of a PPO run's steps
-    schedule = None
-    if is_recurrent:
-        schedule = (
-            (first.num_updates, first.update_epochs, first.num_minibatches)
-            if first
-            else DEFAULT_SCHEDULE
-        )
-    cfg = DistilConfig(
-        teacher=Path(teacher).name,
-        teacher_digest=artefact_digest(teacher),
-        algo=algorithm.name,
-        size=mode,
-        teacher_architecture={
-            k: int(v) for k, v in manifest.architecture.items() if isinstance(v, int)
-        },
-        student_architecture=student,
-        lrs=list(PAPER_LRS if lrs is None else lrs),
-        epochs=epochs,
-        iters=iters,
-        lr_end=lr_end,
-        batch_size=batch_size,
-        test_size=test_size,
-        target=(target or "value") if takes_target else None,
-        rollout=(rollout or "long") if is_recurrent else None,
-        seq_len=ROLLOUTS[rollout or "long"] if is_recurrent else None,
-        schedule=schedule,
-        clip_eps=first.clip_eps if first else 0.2,
-        envs=env_ids,
-        num_runs=num_runs,
-        timesteps=timesteps,
-        overrides=overrides or {},
-        eval_every=eval_every,
-        seed=seed,
-    )
-    out, rd = DistilRunDir.for_output(output, run_dir, resume=resume, force=force)
-    resume_from = rd.saved_position(cfg) if resume else None
-    return DistilPlan(
-        cfg, Path(teacher), algorithm, tensors, manifest, configs, out, rd, resume, force,
-        resume_from,
-    )  # fmt: skip
+    return configs
+
+
+def _schedule(first: TrainConfig | None) -> tuple[int, int, int]:
+    """Recurrent OPEN's (updates, epochs, minibatches): the first eval env's PPO schedule."""
+    if first is None:
+        return DEFAULT_SCHEDULE
+    return (first.num_updates, first.update_epochs, first.num_minibatches)

@@ -114,96 +114,126 @@ def evolve(
         Interrupted: on Ctrl-C, after checkpointing the last completed generation.
         ConfigError: resuming with a different config, or past `num_generations`.
     """
-    from jax.flatten_util import ravel_pytree
-
-    es, params = make_strategy(cfg, problem.template)
-    key_init, key_gens = jax.random.split(jax.random.key(cfg.seed))
-    state = init_state(cfg, es, params, problem.start, key_init)
-    leaves, treedef = jax.tree.flatten(state)
-    _, unravel = ravel_pytree(problem.template)
-    progress = Progress()
-    if resume and run_dir is not None:
-        loaded = run_dir.load(cfg, leaves)
-        if loaded is not None:
-            saved, progress = loaded
-            state = strong(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in saved]))
-    if progress.generation > cfg.num_generations:
-        raise ConfigError(
-            f"the checkpoint is at generation {progress.generation}, past --num-generations "
-            f"{cfg.num_generations}; raise --num-generations"
-        )
-    if run_dir is not None:
-        run_dir.truncate_metrics(progress.generation)
-    committed = (state, progress)  # replaced in one assignment, so Ctrl-C sees a consistent pair
-    wall_before, t_session = progress.wall_s, time.perf_counter()
-    gen_times: list[float] = []
-
-    def checkpoint(state: Any, progress: Progress) -> None:
-        if run_dir is not None:
-            progress.wall_s = wall_before + time.perf_counter() - t_session
-            run_dir.save(cfg, [np.asarray(x) for x in jax.tree.leaves(state)], progress)
-
+    run = _Evolution(cfg, problem, run_dir, resume)
     try:
-        for g in range(progress.generation, cfg.num_generations):
-            state, progress = committed
-            t0 = time.perf_counter()
-            # The middle key is unused since fitness runs draw from the es_fitness stream;
-            # the split stays 3-way so that ask and tell keep their keys.
-            key_ask, _, key_tell = jax.random.split(jax.random.fold_in(key_gens, g), 3)
-            sigma = current_sigma(state)
-            population, asked = es.ask(key_ask, state, params)
-            fit = problem.fitness(population, es_fitness_keys(cfg.seed, g, cfg.num_rollouts))
-            told, _ = es.tell(key_tell, population, to_device_fitness(fit.fitness), asked, params)
-            told = strong(told)
-            dt = time.perf_counter() - t0
-            gen_times.append(dt)
-            steady = gen_times[1:] or gen_times  # the first generation of a session compiles
-            remaining = cfg.num_generations - g - 1
-            record = {
-                "generation": g + 1,
-                **_stats(fit),
-                "failed": int(fit.failed.sum()),
-                "returns": {e: _nanmean(r) for e, r in fit.raw_means.items()},
-                "sigma": sigma,
-                "lr": host_lr(cfg, g),
-                "gen_s": dt,
-                "env_steps": progress.env_steps + problem.env_steps_per_generation,
-                "env_steps_per_s": problem.env_steps_per_generation / max(dt, 1e-9),
-                "eta_s": remaining * float(np.mean(steady)),
-            }
-            new_progress = dataclasses.replace(
-                progress,
-                generation=g + 1,
-                history=[*progress.history, record],
-                env_steps=record["env_steps"],
-            )
-            committed = (told, new_progress)
+        for g in range(run.committed[1].generation, cfg.num_generations):
+            record = run.generation(g)
             if run_dir is not None:
                 run_dir.append_metrics(record)
             if on_generation:
                 on_generation(record)
             if (g + 1) % cfg.save_every_k == 0 or g + 1 == cfg.num_generations:
-                state, progress = committed
-                evaluation = on_checkpoint(g + 1, es.get_mean(state)) if on_checkpoint else None
-                if evaluation is not None:
-                    best = max((score_key(e) for e in progress.evals), default=-math.inf)
-                    progress = dataclasses.replace(
-                        progress,
-                        evals=[*progress.evals, {"generation": g + 1, **evaluation}],
-                        eval_env_steps=progress.eval_env_steps + evaluation.get("env_steps", 0),
-                    )
-                    if score_key(evaluation) > best or progress.best_eval_mean is None:
-                        progress.best_eval_mean = np.asarray(state.mean)
-                    committed = (state, progress)
-                checkpoint(*committed)
+                run.checkpoint_generation(g, on_checkpoint)
     except KeyboardInterrupt:
-        state, progress = committed
-        checkpoint(state, progress)
+        state, progress = run.committed
+        run.checkpoint(state, progress)
         saved = f"checkpoint saved in {run_dir.path}" if run_dir is not None else "nothing saved"
         raise Interrupted(f"generation {progress.generation}", saved) from None
-    state, progress = committed
-    progress.wall_s = wall_before + time.perf_counter() - t_session
-    best = (
-        None if progress.best_eval_mean is None else unravel(jnp.asarray(progress.best_eval_mean))
-    )
-    return ESResult(mean=es.get_mean(state), state=state, progress=progress, best_eval_mean=best)
+    return run.result()
+
+
+class _Evolution:
+    """The loop state of one `evolve` session.
+
+    `committed` is the (strategy state, progress) pair of the last completed generation; it
+    is replaced in one assignment, so Ctrl-C always sees a consistent pair.
+    """
+
+    def __init__(self, cfg: ESConfig, problem: Problem, run_dir: RunDir | None, resume: bool):
+        from jax.flatten_util import ravel_pytree
+
+        self.cfg, self.problem, self.run_dir = cfg, problem, run_dir
+        self.es, self.params = make_strategy(cfg, problem.template)
+        key_init, self.key_gens = jax.random.split(jax.random.key(cfg.seed))
+        state = init_state(cfg, self.es, self.params, problem.start, key_init)
+        leaves, treedef = jax.tree.flatten(state)
+        _, self.unravel = ravel_pytree(problem.template)
+        progress = Progress()
+        if resume and run_dir is not None:
+            loaded = run_dir.load(cfg, leaves)
+            if loaded is not None:
+                saved, progress = loaded
+                state = strong(jax.tree.unflatten(treedef, [jnp.asarray(x) for x in saved]))
+        if progress.generation > cfg.num_generations:
+            raise ConfigError(
+                f"the checkpoint is at generation {progress.generation}, past "
+                f"--num-generations {cfg.num_generations}; raise --num-generations"
+            )
+        if run_dir is not None:
+            run_dir.truncate_metrics(progress.generation)
+        self.committed: tuple[Any, Progress] = (state, progress)
+        self.wall_before, self.t_session = progress.wall_s, time.perf_counter()
+        self.gen_times: list[float] = []
+
+    def generation(self, g: int) -> dict[str, Any]:
+        """Runs generation `g` (ask, fitness, tell), commits it and returns its record."""
+        cfg, problem, es = self.cfg, self.problem, self.es
+        state, progress = self.committed
+        t0 = time.perf_counter()
+        # The middle key is unused since fitness runs draw from the es_fitness stream;
+        # the split stays 3-way so that ask and tell keep their keys.
+        key_ask, _, key_tell = jax.random.split(jax.random.fold_in(self.key_gens, g), 3)
+        sigma = current_sigma(state)
+        population, asked = es.ask(key_ask, state, self.params)
+        fit = problem.fitness(population, es_fitness_keys(cfg.seed, g, cfg.num_rollouts))
+        told, _ = es.tell(key_tell, population, to_device_fitness(fit.fitness), asked, self.params)
+        told = strong(told)
+        dt = time.perf_counter() - t0
+        self.gen_times.append(dt)
+        steady = self.gen_times[1:] or self.gen_times  # a session's first generation compiles
+        remaining = cfg.num_generations - g - 1
+        record: dict[str, Any] = {
+            "generation": g + 1,
+            **_stats(fit),
+            "failed": int(fit.failed.sum()),
+            "returns": {e: _nanmean(r) for e, r in fit.raw_means.items()},
+            "sigma": sigma,
+            "lr": host_lr(cfg, g),
+            "gen_s": dt,
+            "env_steps": progress.env_steps + problem.env_steps_per_generation,
+            "env_steps_per_s": problem.env_steps_per_generation / max(dt, 1e-9),
+            "eta_s": remaining * float(np.mean(steady)),
+        }
+        new_progress = dataclasses.replace(
+            progress,
+            generation=g + 1,
+            history=[*progress.history, record],
+            env_steps=record["env_steps"],
+        )
+        self.committed = (told, new_progress)
+        return record
+
+    def checkpoint_generation(
+        self, g: int, on_checkpoint: Callable[[int, Any], dict[str, Any] | None] | None
+    ) -> None:
+        """Evaluates the mean after generation `g` (if asked to), then checkpoints."""
+        state, progress = self.committed
+        evaluation = on_checkpoint(g + 1, self.es.get_mean(state)) if on_checkpoint else None
+        if evaluation is not None:
+            best = max((score_key(e) for e in progress.evals), default=-math.inf)
+            progress = dataclasses.replace(
+                progress,
+                evals=[*progress.evals, {"generation": g + 1, **evaluation}],
+                eval_env_steps=progress.eval_env_steps + evaluation.get("env_steps", 0),
+            )
+            if score_key(evaluation) > best or progress.best_eval_mean is None:
+                progress.best_eval_mean = np.asarray(state.mean)
+            self.committed = (state, progress)
+        self.checkpoint(*self.committed)
+
+    def checkpoint(self, state: Any, progress: Progress) -> None:
+        if self.run_dir is not None:
+            progress.wall_s = self.wall_before + time.perf_counter() - self.t_session
+            self.run_dir.save(self.cfg, [np.asarray(x) for x in jax.tree.leaves(state)], progress)
+
+    def result(self) -> ESResult:
+        state, progress = self.committed
+        progress.wall_s = self.wall_before + time.perf_counter() - self.t_session
+        best = (
+            None
+            if progress.best_eval_mean is None
+            else self.unravel(jnp.asarray(progress.best_eval_mean))
+        )
+        return ESResult(
+            mean=self.es.get_mean(state), state=state, progress=progress, best_eval_mean=best
+        )

@@ -191,6 +191,40 @@ def train_es(
     rd.write_config(cfg, {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()})
     emit("building", {"resume_from": plan.resume_from})
     problem = RLProblem(plan, devices=devices)
+    result = evolve(
+        cfg,
+        problem,
+        run_dir=rd,
+        resume=plan.resume,
+        on_generation=on_generation,
+        on_checkpoint=_checkpointer(plan, problem, emit),
+    )
+    progress = result.progress
+    chosen, theta, generation, chosen_eval = _choose(cfg, result)
+    manifest = save_artefact(
+        plan.output,
+        _tree(theta),
+        _manifest(
+            plan,
+            generation,
+            fitness_summary=_fitness_summary(progress, chosen_eval),
+            meta=_output_meta(progress, chosen, generation),
+            notes=f"ES ({cfg.strategy}) {chosen} after {progress.generation} generations",
+        ),
+        force=plan.force,
+    )
+    emit("done", {"seconds": time.perf_counter() - t_start})
+    return manifest, result
+
+
+def _checkpointer(
+    plan: ESPlan, problem: RLProblem, emit: Callable[[str, dict[str, Any]], None]
+) -> Callable[[int, Any], dict[str, Any] | None]:
+    """`evolve`'s `on_checkpoint`: writes the mean as a periodic artefact and, with
+    `eval_runs`, evaluates it on the selection seed stream."""
+    from metarl_cli.artefacts import save_artefact
+
+    cfg, rd = plan.cfg, plan.run_dir
     eval_steps = cfg.eval_runs * sum(tc.env_steps for tc in plan.train_configs.values())
 
     def on_checkpoint(generation: int, mean: Any) -> dict[str, Any] | None:
@@ -219,14 +253,11 @@ def train_es(
         emit("checkpoint", {"generation": generation, "eval": evaluation, "path": str(path)})
         return evaluation
 
-    result = evolve(
-        cfg,
-        problem,
-        run_dir=rd,
-        resume=plan.resume,
-        on_generation=on_generation,
-        on_checkpoint=on_checkpoint,
-    )
+    return on_checkpoint
+
+
+def _choose(cfg: ESConfig, result: Any) -> tuple[str, Any, int, float | None]:
+    """(what was chosen, its theta, its generation, its evaluation score if any)."""
     progress = result.progress
     chosen, theta, chosen_eval = "final-mean", result.mean, None
     generation = progress.generation
@@ -236,8 +267,13 @@ def train_es(
         generation, chosen_eval = int(best["generation"]), float(best["score"])
     elif progress.evals and progress.evals[-1]["generation"] == progress.generation:
         chosen_eval = float(progress.evals[-1]["score"])
+    return chosen, theta, generation, chosen_eval
+
+
+def _output_meta(progress: Any, chosen: str, generation: int) -> dict[str, Any]:
+    """The output manifest's run record: the choice, the budgets, the fitness history."""
     history = progress.history
-    meta = {
+    return {
         "chosen": chosen,
         "chosen_generation": generation,
         "env_steps": progress.env_steps,
@@ -250,17 +286,3 @@ def train_es(
         },
         "evals": [{"generation": e["generation"], "score": e["score"]} for e in progress.evals],
     }
-    manifest = save_artefact(
-        plan.output,
-        _tree(theta),
-        _manifest(
-            plan,
-            generation,
-            fitness_summary=_fitness_summary(progress, chosen_eval),
-            meta=meta,
-            notes=f"ES ({cfg.strategy}) {chosen} after {progress.generation} generations",
-        ),
-        force=plan.force,
-    )
-    emit("done", {"seconds": time.perf_counter() - t_start})
-    return manifest, result

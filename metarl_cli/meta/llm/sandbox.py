@@ -7,9 +7,10 @@ annotations would run): every job goes to a fresh `sandbox_runner` process with
   of a killed parent by the next run: the parent's pid is in the name);
 * a scrubbed environment (only PATH, locale, Python, JAX/XLA and CUDA variables, none named
   like a credential) and no inherited descriptor but its stdin/stdout pipes and stderr file;
-* the confinement of `confine.py` (network namespace, Landlock, rlimits, audit hook); where a
-  layer of `confine.REQUIRED` is missing the job is refused (`SandboxError`) before candidate
-  code runs, unless `allow_unconfined` (`--unsafe-no-sandbox`);
+* the confinement of `confine.py` (network namespace, Landlock, rlimits) and `audit.py` (the
+  audit hook); where a layer of `confine.REQUIRED` is missing the job is refused
+  (`SandboxError`) before candidate code runs, unless `allow_unconfined`
+  (`--unsafe-no-sandbox`);
 * a wall-clock timeout counted from the moment the child is ready (imports done, candidate not
   yet run); at the timeout the whole process group is killed.
 

@@ -120,7 +120,8 @@ def main() -> None:
         proto.write(json.dumps(obj) + "\n")
         proto.flush()
 
-    from metarl_cli.meta.llm.confine import confine_process, install_audit_hook, limit_memory
+    from metarl_cli.meta.llm.audit import install_audit_hook
+    from metarl_cli.meta.llm.confine import confine_process, limit_memory
 
     conf = confine_process(job["writable"])
     import jax

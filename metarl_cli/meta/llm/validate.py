@@ -36,7 +36,7 @@ def describe(e: BaseException) -> str:
     """An exception as the model should see it: type and message, no traceback."""
     if isinstance(e, MemoryError):
         return "MemoryError: ran out of memory (the sandbox's memory limit)"
-    from metarl_cli.meta.llm.confine import DENIED
+    from metarl_cli.meta.llm.audit import DENIED
 
     msg = str(e).strip()
     if DENIED and DENIED[-1] not in msg:  # native code (numpy, XLA) may mask the reason

@@ -6,12 +6,9 @@ population (plain JSON data, so a run resumes from disk exactly as it would have
 memory) and every distinct program of it as a `Candidate` (backend-neutral program tree, size,
 the backend's own evaluator, its own printing).
 
-* **Operon** (`pyoperon`, C++ genetic programming, offline): driven through its low-level API
-  rather than the scikit-learn wrapper, for three things the wrapper lacks: a Python objective
-  (LPO's losses on the corrected drift, see `search.py`), a population that survives a process
-  restart, and a per-round batch. Warm start is Operon's own (`RestoreIndividuals` + `Run(...,
-  warm_start=True)`; restored programs are re-evaluated on the new batch). Constants are tuned
-  by Levenberg-Marquardt local search against the target column.
+* **Operon** (`pyoperon`, C++ genetic programming, offline; `operon.py`): driven through its
+  low-level API, with a Python objective, a population that survives a process restart and a
+  per-round batch.
 * **PySR** (Julia, `pysr_backend.py`): optional; `check_available` fails with a one-line error
   when the package or Julia is missing. Its settings follow Table 10; it cannot run on a
   machine without Julia and has not been exercised by our tests.
@@ -22,8 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +32,7 @@ BACKENDS = ("operon", "pysr")
 BAD_LOSS = 1e30  # what a program with non-finite outputs scores
 
 # Our operator names -> pyoperon primitive names (NodeType members).
-_OPERON_PRIMITIVES = {
+OPERON_PRIMITIVES = {
     "add": "Add",
     "sub": "Sub",
     "mul": "Mul",
@@ -52,9 +48,10 @@ _OPERON_PRIMITIVES = {
     "cos": "Cos",
     "sqrt": "Sqrt",
 }
-OPERATORS = tuple(_OPERON_PRIMITIVES)
+OPERATORS = tuple(OPERON_PRIMITIVES)
+
 # Operon node names (what a node computes) -> our operator names.
-_OPERON_NAMES = {
+OPERON_NAMES = {
     "+": "add",
     "-": "sub",
     "*": "mul",
@@ -182,305 +179,6 @@ def make_backend(name: str) -> Any:
         from metarl_cli.meta.symbolic.pysr_backend import PySRBackend
 
         return PySRBackend()
+    from metarl_cli.meta.symbolic.operon import OperonBackend
+
     return OperonBackend()
-
-
-# --- Operon -------------------------------------------------------------------------------
-
-
-class _Data:
-    """An Operon dataset with its backing array (pyoperon does not keep the array alive: a
-    dataset over a freed temporary reads garbage)."""
-
-    def __init__(self, op: Any, matrix: np.ndarray) -> None:
-        self.array = np.asfortranarray(matrix, dtype=np.float32)
-        self.dataset = op.Dataset(self.array)
-        self.range = op.Range(0, self.array.shape[0])
-        variables = sorted(self.dataset.Variables, key=lambda v: v.Index)
-        self.hashes = [v.Hash for v in variables]
-
-
-class OperonBackend:
-    """Operon through pyoperon's low-level API (module doc)."""
-
-    name = "operon"
-
-    def __init__(self) -> None:
-        import pyoperon
-
-        self.op = pyoperon
-        self.dtable = pyoperon.DispatchTable()
-
-    def version(self) -> str:
-        from importlib import metadata
-
-        return metadata.version("pyoperon")
-
-    # The population as JSON: one list of [node type, value, variable column or -1, arity]
-    # per program, in Operon's postfix order.
-    def _encode(self, tree: Any, hashes: Sequence[int]) -> list[list[Any]]:
-        index = {h: i for i, h in enumerate(hashes)}
-        return [
-            [n.Type.name, float(n.Value), index.get(n.HashValue, -1) if n.IsVariable else -1,
-             int(n.Arity)]
-            for n in tree.Nodes
-        ]  # fmt: skip
-
-    def _decode(self, nodes: list[list[Any]], hashes: Sequence[int]) -> Any:
-        op = self.op
-        out = []
-        for type_name, value, column, arity in nodes:
-            node_type = getattr(op.NodeType, type_name)
-            node = op.Node(node_type, hashes[column]) if column >= 0 else op.Node(node_type)
-            node.Value = float(value)
-            node.Arity = int(arity)
-            out.append(node)
-        return op.Tree(out).UpdateNodes()
-
-    def program(self, tree: Any, hashes: Sequence[int], names: Sequence[str]) -> Program:
-        """Operon's postfix tree as a program (the first operand is the child nearest its
-        parent; variables carry a weight)."""
-        column = {h: names[i] for i, h in enumerate(hashes)}
-        stack: list[Program] = []
-        for node in tree.Nodes:
-            if node.IsVariable:
-                var = ("var", column[node.HashValue])
-                w = float(node.Value)
-                stack.append(var if w == 1.0 else ("mul", ("const", w), var))
-            elif node.IsConstant:
-                stack.append(("const", float(node.Value)))
-            else:
-                kind = _OPERON_NAMES.get(node.Name)
-                if kind is None:
-                    raise ValueError(f"operon node {node.Name!r} has no symbolic equivalent")
-                args = [stack.pop() for _ in range(int(node.Arity))]
-                stack.append((kind, *args))
-        if len(stack) != 1:
-            raise ValueError("malformed operon tree")
-        return stack[0]
-
-    def evaluate(self, tree: Any, matrix: np.ndarray) -> np.ndarray:
-        data = _Data(self.op, matrix)
-        return np.array(self.op.Evaluate(self.dtable, tree, data.dataset, data.range), np.float32)
-
-    def fit_round(
-        self,
-        task: FitTask,
-        settings: SearchSettings,
-        population: list[Any] | None,
-        *,
-        seed: int,
-        on_generation: Callable[[int], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> RoundResult:
-        """Runs `settings.generations` generations from `population` (None: a fresh one).
-
-        Raises:
-            RoundInterrupted: `should_stop()` became true (checked every generation); the
-                round's work is discarded.
-        """
-        op = self.op
-        n, d = task.x.shape
-        train = _Data(op, np.column_stack([task.x, task.y]))
-        inputs = train.hashes[:d]
-        target = max(train.dataset.Variables, key=lambda v: v.Index)
-        problem = op.Problem(train.dataset)
-        problem.TrainingRange = train.range
-        problem.TestRange = op.Range(n - 1, n)
-        problem.Target = target
-        problem.InputHashes = inputs
-        config = 0
-        members = [_OPERON_PRIMITIVES[o] for o in settings.operators]
-        for member in (*members, "Constant", "Variable"):
-            config |= int(getattr(op.NodeType, member))
-        problem.ConfigurePrimitiveSet(config)
-        pset = problem.PrimitiveSet
-        creator = op.BalancedTreeCreator(pset, inputs, 0.0)
-        coeff_init = op.NormalCoefficientInitializer()
-        coeff_init.ParameterizeDistribution(0, 1)
-        dtable = self.dtable
-        keep: list[Any] = [train, problem, pset, creator, coeff_init]
-
-        if task.objective is None:
-            evaluator = op.Evaluator(problem, dtable, op.MSE(), True)
-        else:
-            evaluator = op.UserDefinedEvaluator(problem, self._python_loss(task.objective, keep))
-        evaluator.Budget = 2**62
-        optimizer = op.LMOptimizer(dtable, problem, settings.optimizer_iterations, 0)
-        comparison = op.SingleObjectiveComparison(0)
-        selector = op.TournamentSelector(comparison)
-        selector.TournamentSize = 5
-        reinserter = op.KeepBestReinserter(comparison)
-        crossover = op.SubtreeCrossover(0.9, settings.max_depth, settings.max_size)
-        mutation = op.MultiMutation()
-        one_point = op.NormalOnePointMutation()
-        one_point.ParameterizeDistribution(0, 1)
-        multi_point = op.NormalMultiPointMutation()
-        multi_point.ParameterizeDistribution(0, 1)
-        mutations = [
-            one_point,
-            multi_point,
-            op.ChangeVariableMutation(inputs),
-            op.ChangeFunctionMutation(pset),
-            op.ReplaceSubtreeMutation(creator, coeff_init, settings.max_depth, settings.max_size),
-            op.InsertSubtreeMutation(creator, coeff_init, settings.max_depth, settings.max_size),
-            op.RemoveSubtreeMutation(pset),
-        ]
-        for m in mutations:
-            mutation.Add(m, 1.0)
-        coeff_optimizer = op.CoefficientOptimizer(optimizer)
-        generator = op.BasicOffspringGenerator(
-            evaluator, crossover, mutation, selector, selector, coeff_optimizer
-        )
-        initializer = op.UniformLengthTreeInitializer(creator)
-        min_arity, _ = pset.FunctionArityLimits()
-        initializer.ParameterizeDistribution(min_arity + 1, min(10, settings.max_size))
-        initializer.MinDepth = 1
-        initializer.MaxDepth = 1000
-        keep += [evaluator, optimizer, comparison, selector, reinserter, crossover, mutation]
-        keep += [*mutations, coeff_optimizer, generator, initializer]
-        ga_config = op.GeneticAlgorithmConfig(
-            generations=settings.generations,
-            max_evaluations=2**62,
-            local_iterations=settings.optimizer_iterations,
-            population_size=settings.population,
-            pool_size=settings.population,
-            p_crossover=1.0,
-            p_mutation=0.25,
-            p_local=settings.local_search_probability,
-            p_lamarck=1.0,
-            epsilon=1e-10,
-            seed=int(seed),
-            max_time=2**31,
-        )
-        gp = op.GeneticProgrammingAlgorithm(
-            ga_config, problem, initializer, coeff_init, generator, reinserter
-        )
-        warm = population is not None
-        if warm:
-            if len(population) != 2 * settings.population:
-                raise ConfigError(
-                    f"the saved population has {len(population)} programs, expected "
-                    f"{2 * settings.population} (population + offspring pool)"
-                )
-            individuals = []
-            for nodes in population:
-                ind = op.Individual(1)
-                ind.Genotype = self._decode(nodes, inputs)
-                individuals.append(ind)
-            gp.RestoreIndividuals(op.IndividualCollection(individuals))
-            gp.IsFitted = True
-        counter, stopped = [0], [False]
-
-        # Operon swallows exceptions raised in callbacks, so an interrupt is a flag that ends
-        # the run by exhausting the evaluation budget at the next generation.
-        def callback() -> None:
-            counter[0] += 1
-            try:
-                if stopped[0] or (should_stop is not None and should_stop()):
-                    stopped[0] = True
-                    evaluator.Budget = 0
-                elif on_generation is not None:
-                    on_generation(counter[0])
-            except Exception:  # a progress display must not break the search
-                pass
-
-        self._run(gp, op.RandomGenerator(np.uint64(seed)), callback, settings.threads, warm,
-                  stopped)  # fmt: skip
-        if stopped[0]:
-            del keep, gp
-            raise RoundInterrupted("interrupted")
-        individuals = list(gp.Individuals)
-        new_population = [self._encode(ind.Genotype, inputs) for ind in individuals]
-        parents = individuals[: settings.population]
-        scaled = task.objective is None
-        candidates = self._candidates(parents, train, inputs, task, scaled)
-        evaluations = int(evaluator.CallCount)
-        del keep, gp
-        return RoundResult(new_population, candidates, counter[0], evaluations)
-
-    @staticmethod
-    def _run(gp: Any, rng: Any, callback: Any, threads: int, warm: bool, stopped: list) -> None:
-        """`gp.Run` in a worker thread: the main thread keeps running Python, so a SIGINT
-        handler (Ctrl-C) runs promptly instead of after the whole round; a KeyboardInterrupt
-        here stops the search at the next generation and is then re-raised."""
-        error: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                gp.Run(rng, callback, threads, warm)
-            except BaseException as e:  # re-raised in the caller's thread
-                error.append(e)
-
-        worker = threading.Thread(target=target, name="operon", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.1)
-        except KeyboardInterrupt:
-            stopped[0] = True
-            worker.join()
-            raise
-        if error:
-            raise error[0]
-
-    def _python_loss(self, objective: Objective, keep: list[Any]) -> Callable[..., list[float]]:
-        op, dtable = self.op, self.dtable
-        datas = {name: _Data(op, m) for name, m in objective.inputs.items()}
-        keep.append(datas)
-
-        def loss(rng: Any, individual: Any) -> list[float]:
-            del rng
-            tree = individual.Genotype
-            outputs = {
-                name: np.asarray(op.Evaluate(dtable, tree, data.dataset, data.range))
-                for name, data in datas.items()
-            }
-            with np.errstate(all="ignore"):
-                value = float(objective.loss(outputs))
-            return [value if np.isfinite(value) and value < BAD_LOSS else BAD_LOSS]
-
-        return loss
-
-    def _candidates(self, parents, train: _Data, inputs, task: FitTask, scaled: bool):
-        """Distinct programs, with Operon's linear scaling folded into the tree when the
-        evaluator used it (as pyoperon's scikit-learn wrapper does)."""
-        op = self.op
-        seen: set[str] = set()
-        out = []
-        for ind in parents:
-            tree = ind.Genotype
-            length = int(tree.Length)  # the searched program, without the scaling nodes
-            if scaled:
-                pred = np.asarray(
-                    op.Evaluate(self.dtable, tree, train.dataset, train.range), np.float32
-                )
-                if not np.all(np.isfinite(pred)):
-                    continue
-                a, b = op.FitLeastSquares(pred, task.y.astype(np.float32))
-                if not (np.isfinite(a) and np.isfinite(b)):
-                    continue
-                nodes = list(tree.Nodes)
-                if a != 1:
-                    nodes += [op.Node.Constant(a), op.Node.Mul()]
-                if b != 0:
-                    nodes += [op.Node.Constant(b), op.Node.Add()]
-                tree = op.Tree(nodes).UpdateNodes()
-            names = {h: f"X{i + 1}" for i, h in enumerate(inputs)}
-            text = op.InfixFormatter.Format(tree, names, 8)
-            if text in seen:
-                continue
-            seen.add(text)
-            try:
-                program = self.program(tree, inputs, task.names)
-            except ValueError:
-                continue
-            out.append(
-                Candidate(
-                    program=program,
-                    complexity=length,
-                    predict=(lambda m, t=tree: self.evaluate(t, m)),
-                    backend_text=text,
-                )
-            )
-        return out

@@ -97,6 +97,7 @@ class Problem:
                 out = self.outputs(predict, part.x)
                 return 1.0, float(np.mean((out - part.y) ** 2))
             x0 = predict(self.at_one(part.x))
+            assert part.drift is not None and part.ratio is not None  # a drift's data has both
             if not self.cfg.grad_loss:
                 g = predict(part.x) - x0
                 gain, loss = best_gain(g, None, None, part.drift / np.float32(self.scale))
@@ -113,6 +114,7 @@ class Problem:
         s = np.float32(self.scale)
         if not self.drift:
             return FitTask(batch.x, batch.y / s, batch.names)
+        assert batch.drift is not None and batch.ratio is not None  # a drift's data has both
         drift = batch.drift / s
         if not self.cfg.grad_loss:
             # Operon's own L2 with linear scaling on the drift values; the r = 1 correction and

@@ -11,6 +11,7 @@ refused (it needs a custom Julia loss).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,11 +88,14 @@ class PySRBackend:
                 Candidate(
                     program=program,
                     complexity=int(row["complexity"]),
-                    predict=(lambda m, k=i: np.asarray(self.model.predict(m, index=k), np.float32)),
+                    predict=functools.partial(self._predict, i),
                     backend_text=str(row["equation"]),
                 )
             )
         return RoundResult([], out, settings.generations, 0)
+
+    def _predict(self, index: int, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(matrix, index=index), np.float32)
 
 
 def _from_sympy(expr: Any, names: Sequence[str]) -> Program:

@@ -39,6 +39,7 @@ from metarl_cli.meta.rundir import refuse_changed_config
 from metarl_cli.meta.symbolic.backends import RoundInterrupted
 from metarl_cli.meta.symbolic.config import SymbolicConfig, config_differences, default_config
 from metarl_cli.meta.symbolic.data import Teacher, drift_names
+from metarl_cli.meta.symbolic.output import save_program
 from metarl_cli.meta.symbolic.problem import (
     Problem,
     choose,
@@ -51,7 +52,6 @@ from metarl_cli.meta.symbolic.problem import (
 )
 from metarl_cli.meta.symbolic.rundir import STATE_FORMAT, SymbolicRunDir
 from metarl_cli.seeds import SELECTION, run_key_data
-from metarl_cli.seeds import record as seed_record
 
 __all__ = [
     "SymbolicConfig",
@@ -166,7 +166,9 @@ class SymbolicResult:
     wall_s: float
 
 
-def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | None = None):
+def run_symbolic(
+    plan: SymbolicPlan, on_event: Callable[[str, dict], None] | None = None
+) -> tuple[Any, SymbolicResult]:
     """Runs (or resumes) the search and writes the artefact. Returns (manifest, result).
 
     Raises:
@@ -179,21 +181,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
     emit = on_event or (lambda name, info: None)
     backend = make_backend(cfg.backend)
     problem = make_problem(cfg, plan.teacher, emit)
-    rd.prepare(resume=plan.resume, force=plan.force)
-    state = rd.read_state() if plan.resume else None
-    if state is None:
-        state = {"format": STATE_FORMAT, "round": 0, "history": [], "best": None, "wall_s": 0.0}
-        population = None
-        atomic_write_text(
-            rd.file("config.json"),
-            json.dumps({"symbolic": cfg.model_dump(mode="json"), "teacher": str(plan.teacher.path)})
-            + "\n",
-            force=True,
-        )
-    else:
-        population = state.pop("population") or None
-    state["config"] = cfg.model_dump(mode="json")
-    rd.truncate_metrics(state["round"])
+    state, population = _start_state(plan)
     settings = cfg.settings()
     teacher_problems = teacher_validity(problem)
     require_valid = problem.drift and not teacher_problems
@@ -220,40 +208,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
                 )
             except RoundInterrupted:
                 raise _interrupted(rd, state["round"]) from None
-            search_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            scored = score(problem, result.candidates)
-            front = pareto_front(scored)
-            chosen = choose(problem, scored, require_valid=require_valid)
-            select_s = time.perf_counter() - t1
-            record: dict[str, Any] = {
-                "round": k,
-                "generations": result.generations,
-                "evaluations": result.evaluations,
-                "candidates": len(result.candidates),
-                "search_s": search_s,
-                "select_s": select_s,
-                "best_l2": chosen["l2"] if chosen else None,
-                "complexity": chosen["complexity"] if chosen else None,
-                "pareto_size": len(front),
-            }
-            pareto = json.dumps(front_records(problem, front), indent=1)
-            atomic_write_text(rd.file(f"pareto_{k:04d}.json"), pareto, force=True)
-            atomic_write_text(rd.file("pareto.json"), pareto, force=True)
-            if chosen is not None:
-                chosen["round"] = k
-                record["validity"] = chosen["validity"]
-                if cfg.num_runs > 0:
-                    emit("evaluating", {"round": k})
-                    path = rd.file(f"round_{k:04d}.safetensors")
-                    _save(plan, problem, chosen, path, state, final=False)
-                    t2 = time.perf_counter()
-                    chosen["rl"] = rl_evaluate(cfg, path)
-                    record["rl_score"] = chosen["rl"]["score"]
-                    record["rl"] = chosen["rl"]["per_env"]
-                    record["eval_s"] = time.perf_counter() - t2
-                if _better(chosen, state["best"], require_valid):
-                    state["best"] = chosen
+            record = _select(plan, problem, result, k, state, require_valid, emit, t0)
             record["wall_s"] = time.perf_counter() - t0
             state["history"].append(record)
             state["round"] = k
@@ -264,6 +219,85 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
             emit("round_done", record)
             if stop.is_set():
                 raise _interrupted(rd, k)
+    return _finish(plan, problem, state, teacher_problems)
+
+
+def _start_state(plan: SymbolicPlan) -> tuple[dict[str, Any], list[Any] | None]:
+    """Prepares the run directory; (state, population) of a fresh run or the resumed one."""
+    cfg, rd = plan.cfg, plan.run_dir
+    rd.prepare(resume=plan.resume, force=plan.force)
+    state = rd.read_state() if plan.resume else None
+    population: list[Any] | None
+    if state is None:
+        state = {"format": STATE_FORMAT, "round": 0, "history": [], "best": None, "wall_s": 0.0}
+        population = None
+        atomic_write_text(
+            rd.file("config.json"),
+            json.dumps({"symbolic": cfg.model_dump(mode="json"), "teacher": str(plan.teacher.path)})
+            + "\n",
+            force=True,
+        )
+    else:
+        population = state.pop("population") or None
+    state["config"] = cfg.model_dump(mode="json")
+    rd.truncate_metrics(state["round"])
+    return state, population
+
+
+def _select(
+    plan: SymbolicPlan,
+    problem: Problem,
+    result: Any,
+    k: int,
+    state: dict[str, Any],
+    require_valid: bool,
+    emit: Callable[[str, dict], None],
+    t0: float,
+) -> dict[str, Any]:
+    """Round `k` after its search (begun at `t0`): scores the candidates, writes the Pareto
+    front, evaluates the chosen program in RL and keeps it if best. Returns the round record."""
+    cfg, rd = plan.cfg, plan.run_dir
+    search_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    scored = score(problem, result.candidates)
+    front = pareto_front(scored)
+    chosen = choose(problem, scored, require_valid=require_valid)
+    select_s = time.perf_counter() - t1
+    record: dict[str, Any] = {
+        "round": k,
+        "generations": result.generations,
+        "evaluations": result.evaluations,
+        "candidates": len(result.candidates),
+        "search_s": search_s,
+        "select_s": select_s,
+        "best_l2": chosen["l2"] if chosen else None,
+        "complexity": chosen["complexity"] if chosen else None,
+        "pareto_size": len(front),
+    }
+    pareto = json.dumps(front_records(problem, front), indent=1)
+    atomic_write_text(rd.file(f"pareto_{k:04d}.json"), pareto, force=True)
+    atomic_write_text(rd.file("pareto.json"), pareto, force=True)
+    if chosen is not None:
+        chosen["round"] = k
+        record["validity"] = chosen["validity"]
+        if cfg.num_runs > 0:
+            emit("evaluating", {"round": k})
+            path = rd.file(f"round_{k:04d}.safetensors")
+            save_program(plan, problem, chosen, path, state, final=False)
+            t2 = time.perf_counter()
+            chosen["rl"] = rl_evaluate(cfg, path)
+            record["rl_score"] = chosen["rl"]["score"]
+            record["rl"] = chosen["rl"]["per_env"]
+            record["eval_s"] = time.perf_counter() - t2
+        if _better(chosen, state["best"], require_valid):
+            state["best"] = chosen
+    return record
+
+
+def _finish(
+    plan: SymbolicPlan, problem: Problem, state: dict[str, Any], teacher_problems: list[str]
+) -> tuple[Any, SymbolicResult]:
+    """Writes the best program over all rounds as the output artefact."""
     if state["best"] is None:
         raise MetarlError(
             "no program passed the round trip in any round; run more rounds or iterations "
@@ -272,7 +306,7 @@ def run_symbolic(plan: SymbolicPlan, on_event: Callable[[str, dict], None] | Non
     best = state["best"]
     student = validity(problem, best["text"])
     checks = (student, teacher_problems)
-    manifest = _save(plan, problem, best, plan.output, state, final=True, checks=checks)
+    manifest = save_program(plan, problem, best, plan.output, state, final=True, checks=checks)
     result = SymbolicResult(best, state["history"], teacher_problems, student, state["wall_s"])
     return manifest, result
 
@@ -290,68 +324,6 @@ def _better(new: dict[str, Any], best: dict[str, Any] | None, require_valid: boo
 
 def _round_seed(seed: int, k: int) -> int:
     return int(np.random.default_rng([seed, 3, k]).integers(0, 2**63 - 1))
-
-
-def _save(plan, problem: Problem, chosen, path: Path, state, *, final: bool, checks=None):
-    """Writes `chosen` as a symbolic artefact (the manifest carries the expression, the
-    variable mapping, the round trip and the validity checks)."""
-    from metarl_cli.artefacts import MetaLearnerInfo, save_artefact
-    from metarl_cli.learned.base import check_form
-    from metarl_cli.learned.io import manifest_for
-
-    cfg, algorithm = plan.cfg, problem.teacher.algorithm
-    check_form(algorithm, "symbolic", chosen["text"])
-    student, teacher = checks if checks is not None else (chosen.get("validity", []), None)
-    factor = chosen.get("factor", problem.scale)
-    if problem.drift:
-        names = problem.data.names
-        at_one = {n: f"{v:g}" for n, v in problem.at_identity.items()}
-        fx, f1 = ", ".join(names), ", ".join(at_one.get(n, n) for n in names)
-        exported_as = (
-            f"{factor!r} * (f({fx}) - f({f1})), f the backend expression; the drift is relu of it"
-        )
-    else:
-        exported_as = f"{factor!r} * f(inputs), f the backend expression"
-    info = {
-        **cfg.model_dump(mode="json"),
-        "backend_version": _backend_version(cfg.backend),
-        "backend_expression": chosen["backend_expression"],
-        "variables": {f"X{i + 1}": n for i, n in enumerate(problem.data.names)},
-        "exported_as": exported_as,
-        "round_trip": chosen["round_trip"],
-        "validity": {"student": student, "teacher": teacher},
-        "selected_round": chosen["round"],
-        "l2": chosen["l2"],
-        "pretty": chosen["pretty"],
-        "rounds_done": state["round"],
-    }
-    if cfg.num_runs > 0:  # the RL scores recorded per round
-        info["selection_seeds"] = seed_record(SELECTION, cfg.seed, cfg.num_runs)
-    summary = {"l2": float(chosen["l2"])}
-    if "rl" in chosen and np.isfinite(chosen["rl"]["score"]):
-        summary["rl_score"] = float(chosen["rl"]["score"])
-    manifest = manifest_for(
-        algorithm,
-        "symbolic",
-        expression=chosen["text"],
-        meta_learner=MetaLearnerInfo(name="symbolic", config=info),
-        training_envs=list(problem.teacher.training_envs) or list(cfg.envs),
-        generation=int(chosen["round"]),
-        fitness_summary=summary,
-        parent_digest=problem.teacher.digest,
-        notes="symbolic distillation (most accurate program, round "
-        f"{chosen['round']}); for reading, with short constants:\n{chosen['pretty']}",
-    )
-    return save_artefact(path, {}, manifest, force=plan.force or not final)
-
-
-def _backend_version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("pyoperon" if name == "operon" else "pysr")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class _StopFlag:
