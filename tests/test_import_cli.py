@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from conftest import TEST_DATA
 
@@ -31,6 +33,32 @@ def test_import_of_the_larger_network(tmp_path, capsys):
     art = tmp_path / "multi.safetensors"
     assert main(["import", "open", str(PRETRAINED / "multi_OPEN.npy"), "-o", str(art)]) == 0
     assert "hidden 32, gru 16" in capsys.readouterr().out
+
+
+def test_released_multi_open_is_the_black_box_entry_of_its_minatar_study(tmp_path):
+    """Figure 6: the released OPEN was meta-trained with ES on MinAtar; the report must place it
+    as black-box learning, in distribution on MinAtar, and normalise by it."""
+    from metarl_cli.analysis.report import build_report
+    from metarl_cli.artefacts import load_artefact
+
+    art = tmp_path / "multi.safetensors"
+    assert main(["import", "open", str(PRETRAINED / "multi_OPEN.npy"), "-o", str(art)]) == 0
+    manifest, _ = load_artefact(art)
+    assert manifest.meta_learner.name == "es" and manifest.meta_learner.config["imported"]
+    assert manifest.training_envs == [
+        "minatar/asterix", "minatar/breakout", "minatar/freeway", "minatar/spaceinvaders"
+    ]  # fmt: skip
+    tiny = ["--envs", "breakout", "-n", "2", "--timesteps", "256"]
+    tiny += ["--set", "num_envs=4", "--set", "num_steps=8", "--set", "num_minibatches=2"]
+    paths = []
+    for target in (str(art), "ppo"):
+        out = tmp_path / f"{Path(target).stem}.eval.json"
+        assert main(["evaluate", target, *tiny, "-o", str(out)]) == 0
+        paths.append(out)
+    rep = build_report(paths, reps=100, gradients=False)
+    assert rep.norm.mode == "black-box"
+    released = next(e for e in rep.entries if not e.is_baseline)
+    assert released.is_black_box and released.method == "Black-Box Learning"
 
 
 def test_bad_imports_are_one_line_errors(tmp_path, capsys):
