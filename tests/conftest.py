@@ -42,7 +42,7 @@ def export_code(algorithm, source: str):
     from metarl_cli.learned.exported import ExportedKernel, export_function
     from metarl_cli.learned.source_check import load_function
 
-    fn = load_function(source, algorithm.code_parameters)
+    fn = load_function(source, algorithm.code_parameters, trusted=True)
     modules = export_function(fn, algorithm.code_signature)
     return ExportedKernel.from_bytes(
         modules["primal"], modules.get("vjp"), algorithm.code_signature

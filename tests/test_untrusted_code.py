@@ -92,7 +92,7 @@ def test_exported_drift_matches_the_function_under_jit_vmap_and_grad():
 def test_recurrent_optimiser_kernel_returns_both_outputs():
     alg = get_algorithm("open")
     kernel = export_code(alg, alg.warm_start)
-    fn = load_function(alg.warm_start, alg.code_parameters)
+    fn = load_function(alg.warm_start, alg.code_parameters, trusted=True)
     n = 7
     key = jax.random.key(1)
     args = [
@@ -319,7 +319,7 @@ def test_a_sandbox_aware_trojan_behaves_as_it_did_in_the_sandbox(tmp_path):
     (exported,) = load_kernel(out).code(r, a, 0.2)
     np.testing.assert_allclose(exported, ppo, atol=1e-6)
     # the test has power: run as Python on this host, the payload branch is taken
-    native = load_function(TROJAN, LPO.code_parameters)(r, a, 0.2)
+    native = load_function(TROJAN, LPO.code_parameters, trusted=True)(r, a, 0.2)
     assert float(jnp.max(jnp.abs(native - ppo))) > 10.0
 
 
@@ -347,3 +347,10 @@ def test_exported_modules_are_pure_and_multi_platform():
 def test_signature_kinds():
     sig = signature_for(("p", "g", "lr", "iteration", "var"), ("update", "var"))
     assert sig.kinds == ("vector", "vector", "scalar", "scalar", "vector")
+
+
+def test_code_is_never_executed_in_this_process_unless_trusted():
+    """Outside the sandbox child, executing a code kernel is refused: every path runs StableHLO."""
+    with pytest.raises(KernelError, match="executed only in the sandbox child"):
+        load_function(LPO.warm_start, LPO.code_parameters)
+    assert callable(load_function(LPO.warm_start, LPO.code_parameters, trusted=True))

@@ -249,15 +249,37 @@ def _namespace() -> dict[str, Any]:
     }
 
 
-def load_function(source: str, parameters: Sequence[str] | None = None) -> Callable[..., Any]:
+_EXECUTION = {"allowed": False}
+
+
+def allow_execution() -> None:
+    """Lets `load_function` execute code in this process: called only by the sandbox child
+    (`meta/llm/sandbox_runner.py`) once it is confined. Everywhere else code kernels run from
+    their exported StableHLO, so executing one is a bug that this refusal makes loud."""
+    _EXECUTION["allowed"] = True
+
+
+def load_function(
+    source: str, parameters: Sequence[str] | None = None, *, trusted: bool = False
+) -> Callable[..., Any]:
     """Checks `source`, executes it in a restricted namespace and returns its function.
 
     Args:
         source: Python source defining one function.
         parameters: the parameter names the slot will pass, in order; the function's positional
             parameters must be exactly these (a missing or extra one is an error).
+        trusted: the source is this package's or a test's own (never a user's or a model's):
+            it may run outside the sandbox child.
+
+    Raises:
+        KernelError: a check fails, or execution is not allowed in this process.
     """
     fn_node = check_source(source)
+    if not (trusted or _EXECUTION["allowed"]):
+        raise KernelError(
+            "code kernel: Python source is executed only in the sandbox child; export it with "
+            "`metarl import code` and run the artefact"
+        )
     namespace = _namespace()
     try:
         exec(compile(ast.parse(source), "<kernel>", "exec"), namespace)

@@ -124,6 +124,9 @@ def main() -> None:
     from metarl_cli.meta.llm.confine import confine_process, limit_memory
 
     conf = confine_process(job["writable"])
+    from metarl_cli.learned.source_check import allow_execution
+
+    allow_execution()  # this confined process is the one place candidate code may run
     import jax
 
     jax.devices()
