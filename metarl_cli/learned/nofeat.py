@@ -50,6 +50,7 @@ from metarl_cli.learned.perparam import (
     OPTIMISER_SYMBOLIC_SEARCH,
     STEP_MULT,
     PerParamOptimiser,
+    StatelessRule,
 )
 from metarl_cli.learned.symbolic import compile_symbolic
 
@@ -90,18 +91,13 @@ def nofeat_features(p: jax.Array, g: jax.Array, m: jax.Array) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class NoFeatRule:
+class NoFeatRule(StatelessRule):
     """Neural No Features: normalised `[p, m x6, g]` -> MLP -> `o0 * 1e-3 * exp(o1 * 1e-3)`."""
 
     hidden: int = 16
     lr_step_mult: float = STEP_MULT
     exp_mult: float = EXP_MULT
     needs_activations: bool = False
-
-    def init_state(self, n: int):
-        """No per-parameter state."""
-        del n
-        return {}
 
     def __call__(self, theta, inputs, state):
         out = _mlp(self.hidden).apply(theta, flat_features(inputs))
@@ -115,18 +111,13 @@ def flat_features(inputs) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class NoFeatSymbolicRule:
+class NoFeatSymbolicRule(StatelessRule):
     """Symbolic No Features: `u = f(p, m_0_1, .., m_0_9999, g)` on the normalised inputs (the
     inputs distillation trains on; the original evaluated raw inputs, reference §3.6), made
     zero-mean."""
 
     kernel: Any
     needs_activations: bool = False
-
-    def init_state(self, n: int):
-        """No per-parameter state."""
-        del n
-        return {}
 
     def __call__(self, theta, inputs, state):
         del theta
@@ -135,18 +126,13 @@ class NoFeatSymbolicRule:
 
 
 @dataclass(frozen=True)
-class NoFeatCodeRule:
+class NoFeatCodeRule(StatelessRule):
     """Code No Features (Supplement D): `update = f(p, m_0_1, .., m_0_9999, g, lr)` on raw
     inputs, `lr = sgd_lr * lr_scale`, `p <- p - update`."""
 
     code: ExportedKernel
     base_lr: float
     needs_activations: bool = False
-
-    def init_state(self, n: int):
-        """No per-parameter state."""
-        del n
-        return {}
 
     def __call__(self, theta, inputs, state):
         del theta

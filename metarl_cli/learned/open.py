@@ -80,6 +80,7 @@ from metarl_cli.learned.perparam import (
     OPTIMISER_SYMBOLIC_SEARCH,
     STEP_MULT,
     PerParamOptimiser,
+    StatelessRule,
 )
 from metarl_cli.learned.symbolic import compile_symbolic
 
@@ -135,7 +136,7 @@ class OpenRule:
 
 
 @dataclass(frozen=True)
-class OpenSymbolicRule:
+class OpenSymbolicRule(StatelessRule):
     """Symbolic OPEN: `u = f(19 normalised features, rand)`, made zero-mean (reference §3.6).
 
     Unlike the original, every parameter draws its own noise (the original reused one key for
@@ -143,11 +144,6 @@ class OpenSymbolicRule:
 
     kernel: Any  # SymbolicKernel
     needs_activations: bool = True
-
-    def init_state(self, n: int):
-        """No per-parameter state."""
-        del n
-        return {}
 
     def __call__(self, theta, inputs, state):
         del theta

@@ -172,6 +172,15 @@ class Inputs(NamedTuple):
     layout: Layout
 
 
+class StatelessRule:
+    """Mixin for per-parameter rules that carry no state between steps."""
+
+    def init_state(self, n: int) -> dict:
+        """No per-parameter state."""
+        del n
+        return {}
+
+
 @dataclass(frozen=True)
 class PerParamOptimiser:
     """A trainer optimiser slot over flat per-parameter inputs.
