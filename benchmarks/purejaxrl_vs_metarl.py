@@ -26,11 +26,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PJRL = HERE / "purejaxrl"
 DEFAULT_VENV = PJRL / ".venv"
-# name: (metarl env id, budget, gymnax id in gymnax 0.0.9)
+# name: (metarl env id, budget per seed, gymnax id in gymnax 0.0.9, seeds)
 CASES = {
-    "cartpole": ("classic/cartpole", 5e5, "CartPole-v1"),
-    "breakout": ("minatar/breakout", 1e6, "Breakout-MinAtar"),
+    "cartpole": ("classic/cartpole", 5e5, "CartPole-v1", 1),
+    "breakout": ("minatar/breakout", 1e6, "Breakout-MinAtar", 1),
+    # Many seeds: PureJaxRL's way is `jit(vmap(train))` on one device; metarl's is its sharded
+    # runner, one device per core (what `metarl evaluate` does).
+    "cartpole8": ("classic/cartpole", 5e5, "CartPole-v1", 8),
 }
+
+# PureJaxRL's vmapped multi-seed program deadlocks on this jaxlib: flax's orthogonal initialiser
+# (QR), vmapped over seeds, runs jaxlib's batched CPU QR kernel, whose `ParallelBatchMap` threads
+# wait on each other (gdb; docs/benchmarks.md). Eigen's single-threaded mode avoids it, so its
+# multi-seed side runs with this flag (metarl's initialiser has no QR and needs none).
+PJRL_MULTI_SEED_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 
 def purejaxrl_config(env_id: str, timesteps: float, gymnax_id: str) -> dict:
@@ -72,7 +81,8 @@ def setup(venv: Path) -> None:
 
 
 def child_env(cache_dir: str) -> dict[str, str]:
-    """The same environment for both sides: CPU, one device, a cold cache of their own."""
+    """The same environment for both sides: CPU, one device (metarl's multi-seed side exposes
+    every core itself), a cold cache of their own."""
     env = dict(os.environ)
     flags = [
         f
@@ -91,13 +101,14 @@ def child_env(cache_dir: str) -> dict[str, str]:
     return env
 
 
-def run_side(cmd: list[str], timeout: float) -> dict:
+def run_side(cmd: list[str], timeout: float, xla_flags: str = "") -> dict:
     load = os.getloadavg()[0]  # other work on the machine, for the record
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        env = child_env(cache)
+        if xla_flags:
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
         try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, env=child_env(cache), timeout=timeout
-            )
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             sys.exit(f"{cmd[1]} ran past --timeout {timeout:g} s")
     if proc.returncode != 0:
@@ -110,9 +121,9 @@ def run_side(cmd: list[str], timeout: float) -> dict:
 
 
 def run_case(name: str, args: argparse.Namespace, python: Path) -> dict:
-    env_id, steps, gymnax_id = CASES[name]
+    env_id, steps, gymnax_id, seeds = CASES[name]
     steps = round(steps * args.scale)
-    common = [str(args.seed), str(args.repeat)]
+    common = [str(args.seed), str(args.repeat), str(seeds)]
     config = json.dumps(purejaxrl_config(env_id, steps, gymnax_id))
     cmds = {
         "purejaxrl": [str(python), str(PJRL / "run_ppo.py"), config, *common],
@@ -124,11 +135,18 @@ def run_case(name: str, args: argparse.Namespace, python: Path) -> dict:
         pair = {"order": order}
         for side in order:
             print(f"{name}: pair {i + 1}/{args.pairs}, {side}", file=sys.stderr, flush=True)
-            pair[side] = run_side(cmds[side], args.timeout)
+            flags = PJRL_MULTI_SEED_FLAGS if side == "purejaxrl" and seeds > 1 else ""
+            pair[side] = run_side(cmds[side], args.timeout, flags)
         if pair["purejaxrl"]["env_steps"] != pair["metarl"]["env_steps"]:
             sys.exit(f"{name}: the two sides ran different step counts")
         pairs.append(pair)
-    return {"case": name, "env_id": env_id, "gymnax_id": gymnax_id, "pairs": pairs}
+    return {
+        "case": name,
+        "env_id": env_id,
+        "gymnax_id": gymnax_id,
+        "seeds": seeds,
+        "pairs": pairs,
+    }
 
 
 def table(res: dict) -> str:
@@ -153,7 +171,9 @@ def table(res: dict) -> str:
     runs = [pair[side] for pair in res["pairs"] for side in ("purejaxrl", "metarl")]
     loads = [r[k] for r in runs for k in ("load_before", "load_after")]
     head = (
-        f"{res['gymnax_id']} ({res['env_id']} preset), {p0['env_steps']:,} env steps, 1 seed, "
+        f"{res['gymnax_id']} ({res['env_id']} preset), {p0['env_steps']:,} env steps, "
+        f"{res['seeds']} seed(s) (metarl on {len(res['pairs'][0]['metarl']['devices'])} "
+        f"device(s), PureJaxRL on {len(p0['devices'])}), "
         f"{len(res['pairs'])} pairs; jax {p0['jax']} both sides; P = PureJaxRL, M = metarl; "
         f"1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs"
     )

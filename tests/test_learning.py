@@ -42,17 +42,19 @@ def random_policy_return(gymnax_name: str, episodes: int = 64) -> float:
 
 
 # PPO's return on Breakout at 1e6 steps, measured with `evaluate("ppo", ["minatar/breakout"],
-# num_runs=8, timesteps=1e6)` (meta-test runs 0-7, CPU): 35.3, 25.1, 37.9, 23.5, 29.8, 40.8,
-# 12.4, 27.6; mean 29.05 (the near-random initial policy: 0.4-0.5).
-PPO_BREAKOUT_1E6 = 29.05
+# num_runs=8, timesteps=1e6)` (meta-test runs 0-7, CPU, 2 devices) after the trainer stopped
+# splitting a minibatch key Adam never reads (2026-11-30; the random stream changed):
+# 23.8, 12.4, 27.0, 25.9, 26.4, 34.4, 28.1, 25.5; mean 25.4 (the commit before it: 24.1 on the
+# same runs; the near-random initial policy: 0.4-0.5).
+PPO_BREAKOUT_1E6 = 25.4
 
 
 def test_breakout_learns_at_1e6_steps():
     random_return = random_policy_return("Breakout-MinAtar")
-    result = evaluate("ppo", ["minatar/breakout"], num_runs=2, timesteps=1e6)
+    result = evaluate("ppo", ["minatar/breakout"], num_runs=4, timesteps=1e6)
     finals = np.array(result.envs[0].final_returns, dtype=float)
     assert random_return < 2.0
-    # At least half of PPO's measured return (runs 0 and 1 measured 35.3 and 25.1).
+    # At least half of PPO's measured mean; over 4 runs (2 runs' mean swings from 12 to 30).
     assert finals.mean() >= 0.5 * PPO_BREAKOUT_1E6, (finals, random_return)
     curve = np.array(result.envs[0].curves[0], dtype=float)
     assert np.nanmean(curve[-10:]) > np.nanmean(curve[:10])

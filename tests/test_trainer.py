@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from metarl_cli.envs import make_env
 from metarl_cli.rl.gae import gae
 from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-from metarl_cli.rl.ppo import curve_steps, make_train
+from metarl_cli.rl.ppo import Transition, curve_steps, make_train
 from metarl_cli.rl.slots import AdamOptimiser, PPOClipDrift, SGDOptimiser, Slots, empty_theta
 
 
@@ -237,3 +238,61 @@ def test_vmapped_init_of_many_seeds_does_not_hang():
         states = init(empty_theta(), jax.random.split(jax.random.key(seed), 16))
         jax.block_until_ready(states)
     assert states.params["actor"]["mlp"]["dense_0"]["kernel"].shape == (16, 400, 64)
+
+
+def test_truncated_steps_bootstrap_the_value_of_their_own_final_observation():
+    """The trainer computes V(pre-reset obs) one step late, batched with the next step's
+    critic pass; the shift must put gamma * V(final obs of step t) on step t's reward."""
+    cfg = tiny_config("classic/cartpole")
+    trainer = make_train(cfg, make_env(cfg))
+    state = trainer.init(empty_theta(), jax.random.key(0))
+    critic = state.params["critic"]
+    t, n = 6, cfg.num_envs
+    final_obs = jax.random.normal(jax.random.key(1), (t, n, 4))
+    v_final = np.stack([np.asarray(trainer._value(critic, final_obs[i])[0]) for i in range(t)])
+    truncated = jax.random.bernoulli(jax.random.key(2), 0.5, (t, n))
+    reward = jax.random.normal(jax.random.key(3), (t, n))
+    prev = np.concatenate([np.full((1, n), np.nan), v_final[:-1]])  # step 0's is never used
+    traj = Transition(*([None] * 7), truncated=truncated, prev_final_value=jnp.asarray(prev))
+    traj = traj._replace(reward=reward)
+    runner = state.replace(final_obs=final_obs[-1])
+    last_value, rewards = trainer._bootstrap(runner, traj)
+    expected = np.asarray(reward) + cfg.gamma * v_final * np.asarray(truncated)
+    np.testing.assert_allclose(rewards, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(last_value, trainer._value(critic, state.obs)[0], rtol=1e-6)
+
+
+def _count_prims(jaxpr, names) -> int:
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name in names
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            count += _count_prims(sub, names)
+    return count
+
+
+@dataclass(frozen=True)
+class ReadsOnly(AdamOptimiser):
+    """Adam that checks, while the trainer is traced, that unread context fields are None."""
+
+    def update(self, theta, grads, state, params, ctx):
+        for field in ctx._fields:
+            assert (getattr(ctx, field) is None) == (field not in self.context_reads), field
+        return super().update(theta, grads, state, params, ctx)
+
+
+def test_the_program_computes_only_the_context_its_optimiser_reads():
+    cfg = tiny_config("classic/cartpole")
+    env = make_env(cfg)
+
+    def random_ops(reads):
+        trainer = make_train(cfg, env, Slots(optimiser=ReadsOnly(cfg.lr, context_reads=reads)))
+        jaxpr = jax.make_jaxpr(trainer.run)(empty_theta(), trainer.init(empty_theta(), KEY))
+        return _count_prims(jaxpr.jaxpr, {"random_split", "random_bits", "threefry2x32"})
+
+    lean = random_ops(frozenset({"lr_scale"}))
+    keyed = random_ops(frozenset({"lr_scale", "key"}))
+    assert lean < keyed  # the minibatch key split exists only for an optimiser that reads it
+
+
+KEY = jax.random.key(0)

@@ -22,7 +22,16 @@ from flax import struct
 from metarl_cli.config.models import TrainConfig
 from metarl_cli.rl import networks as nets
 from metarl_cli.rl.gae import gae
-from metarl_cli.rl.slots import OptContext, Slots, Theta, fill_slots
+from metarl_cli.rl.slots import OptContext, Slots, Theta, context_reads, fill_slots
+
+
+class Batch(NamedTuple):
+    """What the loss reads of a transition (the rest is not shuffled into minibatches)."""
+
+    obs: jax.Array
+    action: jax.Array
+    value: jax.Array
+    log_prob: jax.Array
 
 
 class Transition(NamedTuple):
@@ -35,6 +44,8 @@ class Transition(NamedTuple):
     done: jax.Array
     log_prob: jax.Array
     episode_return: jax.Array
+    truncated: Any = None  # [N] bool, when the env can truncate
+    prev_final_value: Any = None  # V(final obs of the previous step), [N], when it can truncate
 
 
 @struct.dataclass
@@ -46,6 +57,9 @@ class RunnerState:
     env_state: Any
     obs: jax.Array
     key: jax.Array
+    # The previous step's pre-reset observation, whose value is bootstrapped one step late
+    # (batched with the next step's critic pass); `obs` at the start of a run.
+    final_obs: jax.Array
 
     if TYPE_CHECKING:  # flax adds `replace` at run time
 
@@ -104,7 +118,7 @@ class Trainer:
         }
         obs, env_state = self.env.reset(k_env)
         opt_state = self.opt.init(theta.optimiser, params, k_opt)
-        return RunnerState(params, opt_state, env_state, obs, key)
+        return RunnerState(params, opt_state, env_state, obs, key, final_obs=obs)
 
     def __call__(self, theta: Theta, key: jax.Array) -> TrainOutput:
         return self.run(theta, self.init(theta, key))
@@ -117,9 +131,7 @@ class Trainer:
         """(value, activations or None) of the critic."""
         return self.critic.apply({"params": params}, obs, capture)
 
-    def _loss(
-        self, theta: Theta, params: Any, batch: Transition, advantages: Any, targets: Any
-    ) -> Any:
+    def _loss(self, theta: Theta, params: Any, batch: Batch, advantages: Any, targets: Any) -> Any:
         """PPO's loss with the drift slot: (total, ([actor, value, entropy], activations))."""
         cfg, capture = self.cfg, self.opt.needs_activations
         out, log_std, actor_acts = self._policy(params["actor"], batch.obs, capture)
@@ -146,38 +158,64 @@ class Trainer:
             return {k: _clip(g, self.cfg.max_grad_norm) for k, g in grads.items()}
         return _clip(grads, self.cfg.max_grad_norm)
 
+    def _env_step(self, runner: RunnerState, _: Any) -> tuple[RunnerState, Transition]:
+        """COLLECT TRAJECTORIES: one env step of every env."""
+        spec, bootstrap = self.env.spec, self.env.spec.can_truncate
+        key, k_act, k_env = jax.random.split(runner.key, 3)
+        out, log_std, _ = self._policy(runner.params["actor"], runner.obs)
+        value, prev_final_value = self._step_values(runner)
+        action, log_prob = nets.sample_action(k_act, out, log_std, spec.continuous)
+        step = self.env.step(k_env, runner.env_state, action)
+        transition = Transition(
+            runner.obs,
+            action,
+            value,
+            step.reward,
+            step.done,
+            log_prob,
+            step.episode_return,
+            truncated=step.truncated if bootstrap else None,
+            prev_final_value=prev_final_value,
+        )
+        final_obs = step.final_obs if bootstrap else runner.final_obs
+        runner = runner.replace(env_state=step.state, obs=step.obs, key=key, final_obs=final_obs)
+        return runner, transition
+
+    def _step_values(self, runner: RunnerState) -> tuple[jax.Array, jax.Array | None]:
+        """V(obs) and, when episodes can be truncated, V(the previous step's pre-reset obs),
+        from one critic pass over both (half the kernels of two passes on a small batch)."""
+        critic = runner.params["critic"]
+        if not self.env.spec.can_truncate:
+            return self._value(critic, runner.obs)[0], None
+        both, _ = self._value(critic, jnp.concatenate([runner.obs, runner.final_obs]))
+        value, prev_final_value = jnp.split(both, 2)
+        return value, prev_final_value
+
+    def _bootstrap(self, runner: RunnerState, traj: Transition) -> tuple[jax.Array, jax.Array]:
+        """(V(s_T), rewards) after a rollout. A time limit is not a terminal state: a truncated
+        step's reward gets gamma * V(s_final), its pre-reset observation's value, which the
+        next step's critic pass computed (the last step's comes from the pass for V(s_T))."""
+        last_value, last_final_value = self._step_values(runner)
+        if last_final_value is None:
+            return last_value, traj.reward
+        final_values = jnp.concatenate([traj.prev_final_value[1:], last_final_value[None]])
+        return last_value, traj.reward + self.cfg.gamma * final_values * traj.truncated
+
     def run(self, theta: Theta, state: RunnerState) -> TrainOutput:
         """The whole training run; pure in (theta, state)."""
         theta = Theta.of(theta)
-        cfg, env, spec, opt = self.cfg, self.env, self.env.spec, self.opt
-        bootstrap = spec.can_truncate
-
-        # COLLECT TRAJECTORIES: one env step of every env.
-        def env_step(runner: RunnerState, _):
-            key, k_act, k_env = jax.random.split(runner.key, 3)
-            out, log_std, _ = self._policy(runner.params["actor"], runner.obs)
-            value, _ = self._value(runner.params["critic"], runner.obs)
-            action, log_prob = nets.sample_action(k_act, out, log_std, spec.continuous)
-            step = env.step(k_env, runner.env_state, action)
-            reward = step.reward
-            if bootstrap:
-                # A time limit is not a terminal state: fold gamma * V(s_final) into the reward.
-                final_value, _ = self._value(runner.params["critic"], step.final_obs)
-                reward = reward + cfg.gamma * final_value * step.truncated
-            transition = Transition(
-                runner.obs, action, value, reward, step.done, log_prob, step.episode_return
-            )
-            return runner.replace(env_state=step.state, obs=step.obs, key=key), transition
+        cfg, opt = self.cfg, self.opt
+        reads = context_reads(opt)
 
         grad_fn = jax.value_and_grad(self._loss, argnums=1, has_aux=True)
 
         def update(carry, update_idx):
             runner = carry
-            runner, traj = jax.lax.scan(env_step, runner, None, cfg.num_steps)
+            runner, traj = jax.lax.scan(self._env_step, runner, None, cfg.num_steps)
             # CALCULATE ADVANTAGE
-            last_value, _ = self._value(runner.params["critic"], runner.obs)
+            last_value, rewards = self._bootstrap(runner, traj)
             advantages, targets = gae(
-                traj.value, traj.reward, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+                traj.value, rewards, traj.done, last_value, cfg.gamma, cfg.gae_lambda
             )
             training_prop = update_idx / jnp.maximum(cfg.num_updates - 1, 1)
             lr_scale = 1.0 - update_idx / cfg.num_updates if cfg.anneal_lr else jnp.float32(1.0)
@@ -186,14 +224,18 @@ class Trainer:
             def epoch(carry, epoch_idx):
                 runner = carry
                 key, k_perm = jax.random.split(runner.key)
-                shuffled = _minibatches(cfg, k_perm, (traj, advantages, targets))
+                batch = Batch(traj.obs, traj.action, traj.value, traj.log_prob)
+                shuffled = _minibatches(cfg, k_perm, (batch, advantages, targets))
 
                 def minibatch(carry, xs):
                     params, opt_state, key = carry
                     mb_idx, (batch, adv, tgt) = xs
-                    key, k_opt = jax.random.split(key)
+                    k_opt = None
+                    if "key" in reads:  # only a stochastic optimiser splits the key
+                        key, k_opt = jax.random.split(key)
                     (_, (losses, acts)), grads = grad_fn(theta, params, batch, adv, tgt)
-                    ctx = OptContext(
+                    ctx = _context(
+                        reads,
                         training_prop=training_prop,
                         epoch_prop=epoch_idx / max(cfg.update_epochs - 1, 1),
                         minibatch_prop=mb_idx / max(cfg.num_minibatches - 1, 1),
@@ -223,6 +265,12 @@ class Trainer:
             update, state, jnp.arange(cfg.num_updates, dtype=jnp.float32)
         )
         return _summarise(cfg, ep_sum, ep_count, losses[-1])
+
+
+def _context(reads: frozenset[str], **fields: Any) -> OptContext:
+    """The optimiser's context with only the fields it reads (the rest None, never traced)."""
+    kept: dict[str, Any] = {k: (v if k in reads else None) for k, v in fields.items()}
+    return OptContext(**kept)
 
 
 def _minibatches(cfg: TrainConfig, key: jax.Array, data: Any) -> Any:

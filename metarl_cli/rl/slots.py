@@ -39,6 +39,9 @@ class OptContext(NamedTuple):
         lr_scale: linear annealing factor (1 - update/num_updates), or 1 when not annealing.
         activations: `{"actor": {...}, "critic": {...}}` mean |activation| per unit, or None.
         key: PRNG key for stochastic updates.
+
+    A field the optimiser does not read (see `context_reads`) is None: the trainer does not
+    compute it at all.
     """
 
     training_prop: jax.Array
@@ -47,6 +50,21 @@ class OptContext(NamedTuple):
     lr_scale: jax.Array
     activations: Any
     key: jax.Array
+
+
+CONTEXT_FIELDS = frozenset(OptContext._fields)
+
+
+def context_reads(optimiser: Any) -> frozenset[str]:
+    """The `OptContext` fields `optimiser` reads: its `context_reads` attribute, else all of
+    them (a user's optimiser that does not say gets everything)."""
+    reads = getattr(optimiser, "context_reads", None)
+    if reads is None:
+        return CONTEXT_FIELDS
+    unknown = set(reads) - CONTEXT_FIELDS
+    if unknown:
+        raise ValueError(f"context_reads names unknown fields {sorted(unknown)}")
+    return frozenset(reads)
 
 
 class DriftSlot(Protocol):
@@ -103,6 +121,7 @@ class AdamOptimiser:
     eps: float = 1e-5
     separate_clip: bool = False
     needs_activations: bool = False
+    context_reads: frozenset[str] = frozenset({"lr_scale"})
 
     def _tx(self) -> optax.GradientTransformation:
         return optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps)
@@ -127,6 +146,7 @@ class SGDOptimiser:
     lr: float
     separate_clip: bool = False
     needs_activations: bool = False
+    context_reads: frozenset[str] = frozenset({"lr_scale"})
 
     def init(self, theta, params, key):
         """SGD keeps no state."""
