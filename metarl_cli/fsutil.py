@@ -90,6 +90,11 @@ def _check_writable(path: str | os.PathLike[str], *, force: bool, probe: bool) -
     return resolved
 
 
+def os_reason(exc: OSError) -> str:
+    """The short reason of an OS error for a one-line message ("Permission denied")."""
+    return exc.strerror or type(exc).__name__
+
+
 def check_dir_writable(directory: str | os.PathLike[str], *, what: str) -> None:
     """Creates and removes a temporary file in `directory`, or raises a one-line `MetarlError`
     starting with `what` (for /proc, /sys, read-only and full filesystems)."""
@@ -97,9 +102,8 @@ def check_dir_writable(directory: str | os.PathLike[str], *, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".metarl-probe-", suffix=".tmp"):
             pass
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
         raise MetarlError(
-            f"{what}: directory {directory} does not take new files ({reason}); "
+            f"{what}: directory {directory} does not take new files ({os_reason(exc)}); "
             "choose a path on a normal, writable filesystem"
         ) from None
 

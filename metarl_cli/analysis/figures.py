@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -138,21 +139,28 @@ def per_env_figure(
 ) -> object:
     """(b) One panel per environment: IQM of raw final returns with 95% CIs."""
     with _style():
-        cols = min(5, len(envs))
-        rows = math.ceil(len(envs) / cols)
-        width = max(2.3 * cols, 6.4)
-        fig = Figure(figsize=(width, 2.1 * rows + 0.8), dpi=DPI, layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        fig, axes, cols, width = _panel_grid(len(envs), 2.3)
         labels: list[str] = []
         for k, (name, bars) in enumerate(envs):
             _interval_panel(axes[k], bars, colors, ylabel if k % cols == 0 else "")
             axes[k].set_title(name)
             labels += [b.label for b in bars if b.label not in labels]
-        for ax in axes[len(envs) :]:
-            ax.set_axis_off()
         _legend(fig, labels, colors, "outside lower center", ncol=_ncol(labels, width))
         fig.suptitle(title)
     return fig
+
+
+def _panel_grid(n: int, panel_width: float) -> tuple[Any, Any, int, float]:
+    """(figure, its flat axes, columns, width) for `n` panels, at most 5 a row; the axes past
+    the `n`th are hidden."""
+    cols = min(5, n)
+    rows = math.ceil(n / cols)
+    width = max(panel_width * cols, 6.4)
+    fig = Figure(figsize=(width, 2.1 * rows + 0.8), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes, cols, width
 
 
 @dataclass(frozen=True)
@@ -168,11 +176,7 @@ class Curve:
 def curves_figure(title: str, envs: list[tuple[str, list[Curve]]], colors: dict[str, str]):
     """(c) One panel per environment: mean episode return over runs +- one standard error."""
     with _style():
-        cols = min(5, len(envs))
-        rows = math.ceil(len(envs) / cols)
-        width = max(2.5 * cols, 6.4)
-        fig = Figure(figsize=(width, 2.1 * rows + 0.8), dpi=DPI, layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        fig, axes, cols, width = _panel_grid(len(envs), 2.5)
         labels: list[str] = []
         for k, (name, curves) in enumerate(envs):
             ax = axes[k]
@@ -196,8 +200,6 @@ def curves_figure(title: str, envs: list[tuple[str, list[Curve]]], colors: dict[
             ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
             if k % cols == 0:
                 ax.set_ylabel("Return")
-        for ax in axes[len(envs) :]:
-            ax.set_axis_off()
         handles = [Line2D([], [], color=colors[lb], label=lb) for lb in labels]
         fig.legend(
             handles=handles, loc="outside lower center", ncol=_ncol(labels, width), frameon=False

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from metarl_cli.config.presets import BRAX_NORMALISER_BACKEND, preset
 from metarl_cli.envs.registry import ENVS
@@ -39,6 +39,10 @@ def parse_budget(v: Any) -> Any:
             raise ValueError(f"must be a whole number of steps, got {v}")
         v = int(v)
     return v
+
+
+# A meta-learner's PPO budget per run (None: the preset's), written as 5e5 or 1e7 if wanted.
+OptionalBudget = Annotated[int | None, BeforeValidator(parse_budget)]
 
 
 class TrainConfig(BaseModel):

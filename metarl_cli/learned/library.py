@@ -194,17 +194,19 @@ _add(
         _MINATAR,
     )
 )
-_NOFEAT_ARGS = """    p: jnp.ndarray,
-    m_0_1: jnp.ndarray,
-    m_0_5: jnp.ndarray,
-    m_0_9: jnp.ndarray,
-    m_0_99: jnp.ndarray,
-    m_0_999: jnp.ndarray,
-    m_0_9999: jnp.ndarray,
-    g: jnp.ndarray,
-    lr: float
-) -> jnp.ndarray:
-"""
+
+
+def _parameters(arrays: str, trailing_comma: bool) -> str:
+    """A code kernel's parameter lines as Supplement C prints them: each array name typed
+    `jnp.ndarray`, then `lr: float`."""
+    lines = [f"    {name}: jnp.ndarray,\n" for name in arrays.split()]
+    return "".join(lines) + "    lr: float" + ("," if trailing_comma else "") + "\n"
+
+
+_MOMENTA = "p m_0_1 m_0_5 m_0_9 m_0_99 m_0_999 m_0_9999"
+
+
+_NOFEAT_ARGS = _parameters(f"{_MOMENTA} g", False) + ") -> jnp.ndarray:\n"
 _add(
     PaperKernel(
         "HybridBetaMomentum",
@@ -257,21 +259,7 @@ _add(
         _MINATAR,
     )
 )
-_OPEN_ARGS = """    p: jnp.ndarray,
-    m_0_1: jnp.ndarray,
-    m_0_5: jnp.ndarray,
-    m_0_9: jnp.ndarray,
-    m_0_99: jnp.ndarray,
-    m_0_999: jnp.ndarray,
-    m_0_9999: jnp.ndarray,
-    l_p: jnp.ndarray,
-    b_p: jnp.ndarray,
-    t_p: jnp.ndarray,
-    dorm: jnp.ndarray,
-    g: jnp.ndarray,
-    rand: jnp.ndarray,
-    lr: float,
-"""
+_OPEN_ARGS = _parameters(f"{_MOMENTA} l_p b_p t_p dorm g rand", True)
 _add(
     PaperKernel(
         "robust_extrapolated",

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from metarl_cli.config.models import OptionalBudget
+
 PAPER_LRS: tuple[float, ...] = (0.1, 0.02, 0.001)
 """The paper's distillation learning-rate sweep (§A.3)."""
 
@@ -65,7 +67,7 @@ class DistilConfig(BaseModel):
     clip_eps: float = Field(0.2, gt=0.0)
     envs: list[str] = Field(default_factory=list)
     num_runs: int = Field(8, ge=0)
-    timesteps: int | None = None
+    timesteps: OptionalBudget = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     eval_every: int = Field(1, ge=1)
     seed: int = 0
@@ -77,13 +79,6 @@ class DistilConfig(BaseModel):
         if bad:
             raise ValueError(f"learning rates must be positive, got {bad}")
         return v
-
-    @field_validator("timesteps", mode="before")
-    @classmethod
-    def _parse_budget(cls, v: Any) -> Any:
-        from metarl_cli.config.models import parse_budget
-
-        return parse_budget(v)
 
     @property
     def total_steps(self) -> int:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from metarl_cli.config.models import OptionalBudget
+
 Strategy = Literal["open_es", "pgpe", "snes", "sep_cma_es"]
 # Strategies whose population is sampled in antithetic pairs (so popsize must be even).
 ANTITHETIC: frozenset[str] = frozenset({"open_es", "pgpe"})
@@ -60,17 +62,10 @@ class ESConfig(BaseModel):
     sigma_limit: float = Field(1e-2, ge=0.0)
     save_every_k: int = Field(8, ge=1)
     eval_runs: int = Field(8, ge=0)
-    timesteps: int | None = None
+    timesteps: OptionalBudget = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     chunk: int | None = Field(None, ge=1)
-
-    @field_validator("timesteps", mode="before")
-    @classmethod
-    def _parse_budget(cls, v: Any) -> Any:
-        from metarl_cli.config.models import parse_budget
-
-        return parse_budget(v)
 
     # Field validators (not a model validator) so that errors name the field to change;
     # `strategy` and `select` are declared first so that they are in `info.data` here.

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl_cli.errors import ConfigError, MetarlError
+from metarl_cli.fsutil import os_reason
 from metarl_cli.meta.llm.config import DiscoverError
 
 # USD per 1M tokens (input, output). Longest matching prefix wins ("o3-mini-2025-01-31").
@@ -195,9 +196,8 @@ class OpenAIChat:
         try:
             socket.create_connection((host, port), timeout=timeout_s).close()
         except OSError as e:
-            reason = e.strerror or type(e).__name__
             raise DiscoverError(
-                f"cannot reach the model server {host}:{port} ({reason}); check --base-url "
+                f"cannot reach the model server {host}:{port} ({os_reason(e)}); check --base-url "
                 "(or OPENAI_BASE_URL) and that the server is running"
             ) from None
 

@@ -194,37 +194,30 @@ def validate(job: dict[str, Any]) -> dict[str, Any]:
         names: tuple[str, ...] = ("update", "var")
     else:
         names = ("the drift",) if algorithm.slot == "drift" else ("the update",)
-    try:
-        outputs = _outputs(algorithm, fn(*args.values()), n)
-    except CandidateError:
-        raise
-    except Exception as e:
-        raise CandidateError(
-            "call", f"calling {signature} on sample inputs raised {describe(e)}"
-        ) from e
+    outputs = _attempt(
+        "call",
+        f"calling {signature} on sample inputs raised",
+        lambda: _outputs(algorithm, fn(*args.values()), n),
+    )
     _check_finite(outputs, names, args, "on sample inputs")
     timings["call_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     static = tuple(i for i, p in enumerate(params) if p == "epsilon")  # the trainer's floats
-    try:
-        jitted = jax.jit(fn, static_argnums=static)
-        jit_out = _outputs(algorithm, jitted(*args.values()), n)
-    except CandidateError:
-        raise
-    except Exception as e:
-        raise CandidateError(
-            "jit", f"{signature} cannot be compiled with jax.jit: {describe(e)}"
-        ) from e
+    jitted = jax.jit(fn, static_argnums=static)
+    jit_out = _attempt(
+        "jit",
+        f"{signature} cannot be compiled with jax.jit:",
+        lambda: _outputs(algorithm, jitted(*args.values()), n),
+    )
     _check_finite(jit_out, names, args, "under jax.jit")
     if params[-1] == "var":  # a second step, carrying var, must work too
         step2 = {**args, "iteration": jnp.float32(2.0), "var": jit_out[1]}
-        try:
-            again = _outputs(algorithm, jitted(*step2.values()), n)
-        except CandidateError:
-            raise
-        except Exception as e:
-            raise CandidateError("call", f"a second step (iteration 2) raised {describe(e)}") from e
+        again = _attempt(
+            "call",
+            "a second step (iteration 2) raised",
+            lambda: _outputs(algorithm, jitted(*step2.values()), n),
+        )
         _check_finite(again, names, step2, "at the second step")
     timings["jit_s"] = time.perf_counter() - t
 
@@ -301,3 +294,14 @@ def _check_drift(fn: Any, jitted: Any, args: dict[str, Any]) -> None:
             "not a valid drift function (it must be >= 0 everywhere, 0 at r = 1 and have zero "
             "gradient in r at r = 1): " + "; ".join(problems),
         )
+
+
+def _attempt(stage: str, what: str, step: Any) -> Any:
+    """`step()`, with any error but a `CandidateError` reported as `CandidateError(stage,
+    f"{what} {description}")` (the candidate's own failure, in one line)."""
+    try:
+        return step()
+    except CandidateError:
+        raise
+    except Exception as e:
+        raise CandidateError(stage, f"{what} {describe(e)}") from e

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from metarl_cli.config.models import OptionalBudget
 from metarl_cli.meta.symbolic.backends import SearchSettings
 
 RESUMABLE_CHANGES = frozenset({"rounds", "threads", "num_runs"})
@@ -60,19 +61,12 @@ class SymbolicConfig(BaseModel):
     clip_eps: float = 0.2
     envs: list[str] = Field(default_factory=list)
     num_runs: int = Field(8, ge=0)
-    timesteps: int | None = None
+    timesteps: OptionalBudget = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     threads: int = Field(1, ge=1)
     selection_points: int = Field(10_000, ge=10)
     holdout_points: int = Field(10_000, ge=10)
-
-    @field_validator("timesteps", mode="before")
-    @classmethod
-    def _parse_budget(cls, v: Any) -> Any:
-        from metarl_cli.config.models import parse_budget
-
-        return parse_budget(v)
 
     @field_validator("operators")
     @classmethod
