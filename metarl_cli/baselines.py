@@ -32,6 +32,13 @@ def _sgd(cfg: Any) -> Any:
     return fill_slots(cfg, optimiser=SGDOptimiser(cfg.sgd_lr))
 
 
+def _a2c(cfg: Any) -> Any:
+    # Not PPO: A2C brings its own trainer (the LPG agent's networks and optimisers).
+    from metarl_cli.rl.lpg_train import OwnTrainer
+
+    return OwnTrainer()
+
+
 BASELINES: Registry[Baseline] = Registry("baseline")
 BASELINES.register(
     "ppo", Baseline("ppo", "PPO clip objective + Adam (paper's per-env LR and betas)", _ppo)
@@ -40,3 +47,7 @@ BASELINES.register(
     "adam", Baseline("adam", "PPO + Adam at the L2O learning rate, betas 0.9/0.999", _adam)
 )
 BASELINES.register("sgd", Baseline("sgd", "PPO + SGD at the paper's per-env SGD rate", _sgd))
+BASELINES.register(
+    "a2c",
+    Baseline("a2c", "A2C with the LPG agent (LPG's hand-designed reference, Oh et al.)", _a2c),
+)

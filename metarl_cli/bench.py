@@ -69,7 +69,7 @@ def baseline_case(env_id: str, seeds: int, timesteps: float, repeat: int = 1) ->
     compiled = jax.jit(jax.vmap(trainer, in_axes=(None, 0))).lower(theta, keys).compile()
     compile_s = time.perf_counter() - t0
     run_s = _best(lambda: compiled(theta, keys), repeat)
-    return {"compile_s": compile_s, "run_s": run_s, "devices": len(jax.devices())}
+    return {"compile_s": compile_s, "run_s": run_s, "devices": len(jax.local_devices())}
 
 
 def _baseline_in_child(env_id: str, seeds: int, timesteps: float, repeat: int) -> dict:

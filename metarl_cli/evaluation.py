@@ -8,6 +8,7 @@ an `EvalResult`. `target` is a built-in baseline name or an artefact path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,14 @@ from metarl_cli.learned.loader import load_kernel
 from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean, provenance
 
 # Modules, not names: tests replace `ppo.make_train` and `parallel.ShardedRunner`.
-from metarl_cli.rl import parallel, ppo
-from metarl_cli.rl.slots import Slots, Theta
+from metarl_cli.rl import parallel, ppo, progress
+from metarl_cli.rl.slots import Theta
 from metarl_cli.seeds import META_TEST, run_key_data, run_keys
 
 
 def resolve_target(
     target: str, expect_algorithm: str | None = None
-) -> tuple[Target, Callable[[TrainConfig], Slots], Theta]:
+) -> tuple[Target, Callable[[TrainConfig], Any], Theta]:
     """Returns (target record, cfg -> Slots, theta) for a baseline name or an artefact path.
 
     `expect_algorithm`: refuse an artefact (or baseline) of any other algorithm.
@@ -52,7 +53,7 @@ def resolve_target(
     manifest, tensors = loaded.manifest, loaded.tensors
     theta = loaded.theta
 
-    def build(cfg: TrainConfig) -> Slots:
+    def build(cfg: TrainConfig) -> Any:  # Slots, or an `OwnTrainer` (an update rule's)
         return loaded.slots(cfg)
 
     record = Target(
@@ -93,7 +94,7 @@ def scaled_timesteps(
 
 def device_info() -> dict[str, Any]:
     """The platform, count and kind of this process's JAX devices (recorded in a result)."""
-    devices = jax.devices()
+    devices = jax.local_devices()
     return {
         "platform": devices[0].platform,
         "count": len(devices),
@@ -113,6 +114,7 @@ def evaluate(
     overrides: dict[str, Any] | None = None,
     file_values: dict[str, Any] | None = None,
     on_event: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
     expect_algorithm: str | None = None,
     timesteps_scale: float | None = None,
     suite: str | None = None,
@@ -130,6 +132,8 @@ def evaluate(
         timesteps: budget per run (overrides the preset).
         overrides: `--set` values; file_values: `--config` file values.
         on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
+        on_progress: `on_progress(env_id, fraction)` as the run advances (the run is split
+            into segments on the host, `rl/progress.py`; the results are the same).
         expect_algorithm: refuse an artefact of any other algorithm.
         timesteps_scale: multiply each env's configured budget (exclusive with `timesteps`).
         suite: the suite name `env_ids` came from, recorded in the result.
@@ -155,8 +159,16 @@ def evaluate(
             if on_event:
                 on_event(env_id, p)
 
-        trainer = ppo.make_train(cfg, make_env(cfg), build_slots(cfg))
-        runner = parallel.ShardedRunner(trainer, parallel.make_mesh(num_runs), chunk=chunk)
+        built, env = build_slots(cfg), make_env(cfg)
+        # An update rule (LPG) or A2C brings its own trainer; everything else is PPO's slots.
+        own = getattr(built, "trainer", None)
+        trainer = own(cfg, env) if own is not None else ppo.make_train(cfg, env, built)
+        mesh = parallel.make_mesh(num_runs)
+        if on_progress is None:
+            runner = parallel.ShardedRunner(trainer, mesh, chunk=chunk)
+        else:
+            report = partial(on_progress, cfg.env_id)
+            runner = progress.ProgressRunner(trainer, mesh, chunk=chunk, on_progress=report)
         out, timing = runner(theta, keys, on_phase=phase)
         phase("done")
         env_results.append(_env_result(cfg, out, timing, seed))

@@ -159,10 +159,13 @@ def provenance(manifest: Manifest, tensors: dict[str, Any]) -> dict[str, Any]:
         meta_train=meta_train,
         parent_digest=manifest.parent_digest,
         architecture=dict(manifest.architecture),
-        num_parameters=(
-            int(sum(np.asarray(t).size for t in tensors.values()))
-            if manifest.form == "neural"
-            else None
-        ),
+        num_parameters=_size(tensors) if manifest.form == "neural" else None,
         text=manifest.expression if manifest.form == "symbolic" else manifest.source,
     )
+
+
+def _size(tensors: Any) -> int:
+    """The number of entries of a (nested) dict of arrays (LPG's theta is nested)."""
+    if isinstance(tensors, dict):
+        return sum(_size(t) for t in tensors.values())
+    return int(np.asarray(tensors).size)

@@ -19,6 +19,7 @@ from metarl_cli.cli.app import main
 
 HUGE = "1180591620717411303424"  # 2**70
 ES = ["train", "es", "--algo", "lpo", "--envs", "cartpole"]
+MP = ["--num-processes", "2", "--process-id"]
 DISCOVER = ["discover", "--algo", "lpo", "--envs", "cartpole", "--base-url", "http://127.0.0.1:9"]
 
 # (argv, a fragment the message must contain). {i}: the inputs directory; {o}: an empty output
@@ -88,6 +89,20 @@ CASES: list[tuple[list[str], str]] = [
     ([*ES, "-o", "{o}/x.safetensors", "--strategy", "cmaes"], "strategy"),
     ([*ES, "-o", "{o}/x.safetensors", "--popsize", HUGE], "--popsize"),
     ([*ES, "-o", "{o}/x.safetensors", "--hsize", HUGE], "--hsize"),
+    # --- train es over several processes, and launch --------------------------------------
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "nohost", *MP, "0"], "must be HOST:PORT"),
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "h:99999", *MP, "0"], "must be HOST:PORT"),
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "h:7", *MP, "2"], "between 0 and 1"),
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "h:7", *MP, "-1"], "between 0 and 1"),
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "h:7", "--process-id", "0"], "--num-processes"),
+    ([*ES, "-o", "{o}/x.st", *MP, "0"], "--coordinator HOST:PORT is needed"),
+    ([*ES, "-o", "{o}/x.st", "--num-processes", "abc"], "--num-processes"),
+    ([*ES, "-o", "{o}/x.st", "--coordinator", "h:7", *MP, "0", "--peer-timeout", "0"], "1 second"),
+    (["launch"], "Missing argument"),
+    (["launch", "--", "evaluate", "ppo"], "launch runs train es"),
+    (["launch", "-n", "0", "--", *ES], "-n must be between 1"),
+    (["launch", "--", *ES, "--process-id", "1"], "launch sets"),
+    (["launch", "--port", "70000", "--", *ES], "--port"),
     # --- distil --------------------------------------------------------------------------
     (["distil", "{i}/missing.safetensors", "-o", "{o}/x.st"], "no such artefact"),
     (["distil", "/dev/zero", "-o", "{o}/x.st"], "not a regular file"),

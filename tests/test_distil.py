@@ -411,7 +411,11 @@ def bad_teachers(tmp_path_factory):
         ("nofeat", ["--size", "smaller", "--hsize", "4"], "pass only one of them"),
         ("nofeat", ["--hsize", "0"], "--hsize must be at least 1"),
         ("nofeat", ["--target", "grad"], "--target applies to LPO only"),
-        ("nofeat", ["--rollout", "long"], "--rollout applies to recurrent OPEN only"),
+        (
+            "nofeat",
+            ["--rollout", "long"],
+            "--rollout applies to recurrent LPG and recurrent OPEN only",
+        ),
         ("nofeat", ["--size", "tiny"], "--size must be one of same, smaller"),
         ("noenv", [], "names no training envs"),
         ("nofeat", ["--envs", "nosuchenv"], "nosuchenv"),

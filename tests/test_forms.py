@@ -23,7 +23,7 @@ from metarl_cli.learned.symbolic import compile_symbolic
 from metarl_cli.rl.slots import OptContext
 
 get_algorithm("lpo")
-NAMES = ALGORITHMS.names()
+NAMES = [n for n in ALGORITHMS.names() if "code" in ALGORITHMS.get(n).forms]
 SYMBOLIC = {
     "lpo": "square(log_r) * abs(A)",
     # Steps of ~0.03 per parameter, so that 8 updates change the policy's actions (at 0.001

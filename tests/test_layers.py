@@ -26,6 +26,7 @@ FORBIDDEN = {
     "analysis": {"meta", "evaluation", "cli"},
     "evaluation": {"meta", "cli"},
     "meta": {"cli"},
+    "distributed": {"rl", "learned", "meta", "analysis", "evaluation", "cli", "envs", "artefacts"},
 }
 
 

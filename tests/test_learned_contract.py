@@ -15,6 +15,7 @@ from metarl_cli.envs import make_env
 from metarl_cli.evaluation import evaluate
 from metarl_cli.learned.base import ALGORITHMS, Feature, FeatureSpec, get_algorithm, slots_for
 from metarl_cli.learned.io import save_learned
+from metarl_cli.rl.lpg_train import OwnTrainer
 from metarl_cli.rl.ppo import make_train
 from metarl_cli.rl.slots import Theta
 from metarl_cli.seeds import META_TEST, run_keys
@@ -59,18 +60,22 @@ def test_spec_digests_differ_between_algorithms():
 @pytest.mark.parametrize("name", NAMES)
 def test_algorithm_trains_and_round_trips_through_an_artefact(name, tmp_path):
     alg = get_algorithm(name)
-    assert alg.slot in ("drift", "optimiser")
+    assert alg.slot in ("drift", "optimiser", "update_rule")
     assert len(set(alg.spec.names)) == len(alg.spec.names)
     cfg = tiny_config("classic/cartpole", num_minibatches=2)
     arch = alg.default_architecture(cfg.suite)
     # Away from the init (LPO's is all zeros), so a load that loses theta cannot pass.
     flat, unravel = ravel_pytree(alg.init(jax.random.key(0), **arch))
     theta_slot = unravel(flat + 0.05 * jax.random.normal(jax.random.key(1), flat.shape))
-    slots = slots_for(alg, cfg, arch)
-    theta = Theta.for_slot(alg.slot, theta_slot)
+    if alg.slot == "update_rule":  # the whole update: the rule brings its own trainer
+        trainer = OwnTrainer(alg.kernel(cfg, arch)).trainer(cfg, make_env(cfg))
+        theta = theta_slot
+    else:
+        trainer = make_train(cfg, make_env(cfg), slots_for(alg, cfg, arch))
+        theta = Theta.for_slot(alg.slot, theta_slot)
     # Run 0 of the meta-test stream: the key `evaluate` gives its first run (seeds.py).
     key = run_keys(META_TEST, 0, 1)[0]
-    out = jax.jit(make_train(cfg, make_env(cfg), slots))(theta, key)
+    out = jax.jit(trainer)(theta, key)
     assert np.isfinite(out.losses).all()
 
     path = tmp_path / f"{name}.safetensors"

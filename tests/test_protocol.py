@@ -98,7 +98,9 @@ def test_every_algorithm_answers_the_protocol(name):
     from metarl_cli.rl.slots import SLOT_NAMES
 
     alg = get_algorithm(name)
-    assert alg.slot in SLOT_NAMES and display_name(name) == alg.display_name != name
+    # PPO's slots, or the whole update (an update rule brings its own trainer: LPG).
+    assert alg.slot in (*SLOT_NAMES, "update_rule")
+    assert display_name(name) == alg.display_name != name
     assert alg.reference_baseline in BASELINES
     assert set(alg.distil_options) <= {"target", "rollout"}
     assert ("rollout" in alg.distil_options) == alg.recurrent  # only sequences need a rollout
@@ -113,8 +115,9 @@ def test_every_algorithm_answers_the_protocol(name):
     assert jax.tree.structure(init) == jax.tree.structure(start)
     assert [x.shape for x in jax.tree.leaves(init)] == [x.shape for x in jax.tree.leaves(start)]
     assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(start))  # the paper's start
-    name_, thought, body = alg.prompt_example
-    assert name_.isidentifier() and thought and body.startswith("    ")
+    if "code" in alg.forms:  # the LLM prompt's worked example (LPG has no code form)
+        name_, thought, body = alg.prompt_example
+        assert name_.isidentifier() and thought and body.startswith("    ")
     if alg.checkpoint_format is not None:  # OPEN's released .npy
         from conftest import TEST_DATA
 

@@ -66,9 +66,15 @@ def runs(monkeypatch):
         def __call__(self, population, keys):
             import jax
 
-            log.append(key_rows(keys))
-            popsize = jax.tree.leaves(population)[0].shape[0]
-            return np.tile(fake_returns(keys), (popsize, 1))
+            popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[0]
+            return self.runs(population, keys, np.arange(popsize * rollouts)).reshape(
+                popsize, rollouts
+            )
+
+        def runs(self, population, keys, runs):
+            picked = keys[runs % keys.shape[0]]  # run i trains with key i % rollouts
+            log.append(key_rows(picked))
+            return fake_returns(picked)
 
     monkeypatch.setattr(parallel, "ShardedRunner", FakeRunner)
     monkeypatch.setattr(fitness, "PopulationFitness", FakePopulation)

@@ -19,6 +19,8 @@ from metarl_cli.results import EnvResult, EvalResult, provenance, read_result
 
 METHOD_NAMES = {
     "es": "Black-Box Learning",
+    # LPG's black-box learning is by meta-gradients (paper §4.1, Figure 5's "Black-Box").
+    "metagrad": "Black-Box Learning",
     "symbolic": "Symbolic Distillation",
     "llm": "LLM Proposal",
     "discover": "LLM Proposal",
@@ -69,8 +71,9 @@ class Entry:
 
     @property
     def is_black_box(self) -> bool:
-        """Whether the kernel was meta-learned by ES (black-box learning)."""
-        return self.result.target.meta_learner == "es"
+        """Whether the kernel was meta-learned by black-box learning (ES, or LPG's
+        meta-gradients)."""
+        return self.result.target.meta_learner in ("es", "metagrad")
 
     def env(self, env_id: str) -> EnvResult:
         """This result's record of environment `env_id` (KeyError when absent)."""

@@ -173,7 +173,8 @@ def _figures(rep: Report, gradients: bool) -> None:
     colors = F.palette([e.label for s in rep.studies for e in s.entries], baselines)
     runs = max(e.result.num_runs for e in rep.entries)
     how = {
-        "black-box": "normalised per environment by the mean black-box (ES) return",
+        "black-box": "normalised per environment by the mean black-box (ES; LPG: "
+        "meta-gradient) return",
         "ppo": "normalised per environment by the PPO-Adam return",
         "none": "not normalised",
     }[rep.norm.mode]

@@ -41,16 +41,28 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 
 class BarReporter:
-    """A transient rich progress bar on stderr (`label`, a bar, done/total, a `stats` text),
-    started and stopped as a context manager; meta-learners' reporters subclass it."""
+    """A transient rich progress bar on stderr (`label`, a bar, done/total, with `eta` the
+    elapsed time and rich's estimate of the time left, a `stats` text), started and stopped as
+    a context manager; meta-learners' reporters subclass it."""
 
-    def __init__(self, label: str, total: int, completed: int, stats: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    def __init__(
+        self, label: str, total: int, completed: int, stats: str, *, eta: bool = False
+    ) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
+        times = [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()] if eta else []
         self.progress = Progress(
             TextColumn(f"[bold]{label}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
+            *times,
             TextColumn("{task.fields[stats]}"),
             console=err,
             transient=True,

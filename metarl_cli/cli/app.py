@@ -19,6 +19,8 @@ from metarl_cli.cli import envs as envs_cmd
 from metarl_cli.cli import evaluate as evaluate_cmd
 from metarl_cli.cli import import_cmd
 from metarl_cli.cli import inspect as inspect_cmd
+from metarl_cli.cli import launch as launch_cmd
+from metarl_cli.cli import metagrad as metagrad_cmd
 from metarl_cli.cli import report as report_cmd
 from metarl_cli.cli import symbolic as symbolic_cmd
 from metarl_cli.cli import train as train_cmd
@@ -55,9 +57,11 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("import")(import_cmd.import_)
 app.command("report")(report_cmd.report)
 app.add_typer(train_cmd.app, name="train")
+train_cmd.app.command("metagrad")(metagrad_cmd.metagrad)
 app.command("distil")(distil_cmd.distil)
 app.command("symbolic")(symbolic_cmd.symbolic)
 app.command("discover")(discover_cmd.discover)
+app.command("launch")(launch_cmd.launch)
 
 
 def _verbose(argv: list[str]) -> bool:
@@ -94,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
     from typer._click import exceptions as click_errors  # Typer vendors click from 0.29 on
 
+    from metarl_cli.cli._guard import remember_argv
+    from metarl_cli.cli._quiet import quiet_third_party
+    from metarl_cli.distributed import PeerLost, exit_lost
     from metarl_cli.errors import Interrupted, MetarlError
     from metarl_cli.fsutil import unlock_all_run_dirs
     from metarl_cli.rl.parallel import expose_cpu_cores
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    remember_argv(argv)  # a multi-process command re-runs itself under a guard
     expose_cpu_cores()  # before anything imports JAX
+    quiet_third_party(_verbose(argv))  # XLA's log lines and library warnings: --verbose only
     try:
         try:
             result = app(args=argv, prog_name="metarl", standalone_mode=False)
@@ -133,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except PeerLost as e:  # a multi-process run lost a process: one line, exit 75 at once
+        exit_lost(e)
     return result if isinstance(result, int) else 0
 
 

@@ -250,7 +250,20 @@ class _Progress:
     """One line per turn on stderr, a spinner while waiting."""
 
     def __init__(self, status, turns: int) -> None:
+        import time
+
         self.status, self.turns, self.best = status, turns, None
+        self.clock, self.started, self.done = time.monotonic, time.monotonic(), 0
+
+    def _times(self, turn: int) -> str:
+        """Elapsed time and, from the mean time of this session's turns, the time left."""
+        from metarl_cli.cli._progress import duration_text
+
+        elapsed = self.clock() - self.started
+        eta = ""
+        if self.done:
+            eta = f", ETA {duration_text(elapsed / self.done * (self.turns - turn + 1))}"
+        return f" ({duration_text(elapsed)}{eta})"
 
     def __call__(self, kind: str, p: dict[str, Any]) -> None:
         if kind == "warm_start_begin":
@@ -258,10 +271,13 @@ class _Progress:
         elif kind == "warm_start":
             err.print(f"warm start {p['name']}: fitness {p['fitness']:.4f}")
         elif kind == "model_begin":
-            self.status.update(f"turn {p['turn']}/{self.turns}: waiting for the model")
+            where = f"turn {p['turn']}/{self.turns}"
+            self.status.update(f"{where}: waiting for the model{self._times(p['turn'])}")
         elif kind == "validate_begin":
-            self.status.update(f"turn {p['turn']}/{self.turns}: checking and training")
+            where = f"turn {p['turn']}/{self.turns}"
+            self.status.update(f"{where}: checking and training{self._times(p['turn'])}")
         elif kind == "turn":
+            self.done += 1
             if p["status"] == "evaluated":
                 self.best = max(self.best or p["fitness"], p["fitness"])
                 what = f"fitness {p['fitness']:.4f} (best {self.best:.4f})"

@@ -219,7 +219,7 @@ class _Reporter(BarReporter):
         done = 0
         if plan.resume_from:
             done = plan.resume_from[0] * per_lr + plan.resume_from[1] * self.cfg.iters
-        super().__init__("distil", per_lr * len(self.cfg.lrs), done, "compiling")
+        super().__init__("distil", per_lr * len(self.cfg.lrs), done, "compiling", eta=True)
 
     def _where(self, i: int, epoch: int) -> str:
         return f"lr {self.cfg.lrs[i]:g} epoch {epoch}/{self.cfg.epochs}"

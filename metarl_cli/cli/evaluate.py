@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from metarl_cli.cli._options import SeedOpt
-from metarl_cli.cli._output import err, fmt, out, print_json
+from metarl_cli.cli._output import fmt, out, print_json
+from metarl_cli.cli._progress import EvalProgress, steps_text
 
 TargetOpt = Annotated[str, typer.Argument(help="Baseline name (ppo) or artefact file.")]
 EnvsOpt = Annotated[
@@ -107,7 +108,7 @@ def evaluate(
     from metarl_cli.evaluation import build_configs
 
     # Validate every config (and the scaled budgets) before any JAX work.
-    build_configs(
+    configs = build_configs(
         env_ids,
         timesteps=timesteps,
         timesteps_scale=timesteps_scale,
@@ -115,8 +116,9 @@ def evaluate(
         file_values=file_values,
     )
 
+    steps = {c.env_id: c.env_steps for c in configs}
     result = _run(
-        target, env_ids, num_runs=num_runs, seed=seed, chunk=chunk, timesteps=timesteps,
+        target, env_ids, steps, num_runs=num_runs, seed=seed, chunk=chunk, timesteps=timesteps,
         overrides=overrides, file_values=file_values, expect_algorithm=algo,
         timesteps_scale=timesteps_scale, suite=suite, stream=stream,
     )  # fmt: skip
@@ -132,34 +134,17 @@ def evaluate(
         out.print(f"wrote {output}")
 
 
-def _run(target: str, env_ids: list[str], **kwargs: Any) -> Any:
-    """Evaluate with a spinner and a line per finished env on stderr."""
+def _run(target: str, env_ids: list[str], steps: dict[str, int], **kwargs: Any) -> Any:
+    """Evaluate with a progress bar (env steps, steps/s, ETA) and a line per finished env on
+    stderr (`cli/_progress.py`)."""
     from metarl_cli.evaluation import evaluate as run_evaluation
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
-    status = err.status("starting", spinner="dots")
-    status.start()
-    done = [0]
-
-    def on_event(env_id: str, phase: str) -> None:
-        if phase == "done":
-            done[0] += 1
-            err.print(f"[green]done[/] {env_id} ({done[0]}/{len(env_ids)})")
-        else:
-            status.update(f"{env_id}: {phase} ({done[0] + 1}/{len(env_ids)} envs)")
-
-    try:
-        return run_evaluation(target, env_ids, on_event=on_event, **kwargs)
-    finally:
-        status.stop()
-
-
-def _steps(n: int) -> str:
-    for unit, size in (("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
+    with EvalProgress(steps, kwargs["num_runs"]) as bar:
+        return run_evaluation(
+            target, env_ids, on_event=bar.on_event, on_progress=bar.on_progress, **kwargs
+        )
 
 
 def _table(result) -> None:
@@ -175,7 +160,7 @@ def _table(result) -> None:
         ci = "" if s.iqm is None else f"{fmt(s.iqm_ci_low)}..{fmt(s.iqm_ci_high)}"
         table.add_row(
             env.env_id,
-            _steps(env.env_steps_per_run),
+            steps_text(env.env_steps_per_run),
             fmt(s.mean),
             fmt(s.iqm),
             ci,

@@ -166,7 +166,7 @@ class _Reporter(BarReporter):
     def __init__(self, plan: Any, *, verbose: bool) -> None:
         self.plan, self.verbose = plan, verbose
         self.best: float | None = None
-        super().__init__("symbolic", plan.cfg.rounds, plan.resume_from, "preparing")
+        super().__init__("symbolic", plan.cfg.rounds, plan.resume_from, "preparing", eta=True)
 
     def _best(self) -> str:
         return "" if self.best is None else f"  best L2 {self.best:.4g}"

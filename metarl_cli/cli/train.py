@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
+from metarl_cli.cli._cluster import (
+    CoordinatorOpt,
+    NumProcessesOpt,
+    PeerTimeoutOpt,
+    ProcessIdOpt,
+)
 from metarl_cli.cli._options import (
     AlgoOpt,
     EnvsOpt,
@@ -108,8 +114,17 @@ def es(
     wandb: WandbOpt = False,
     verbose: VerboseOpt = False,
     json_: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    num_processes: NumProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
+    peer_timeout: PeerTimeoutOpt = 60,  # distributed.PEER_TIMEOUT_S
 ) -> None:
     """Evolve the meta-parameters of ALGO on PPO's final return (OpenAI-ES, Table 8)."""
+    from metarl_cli.cli import _cluster
+
+    where = _cluster.cluster(coordinator, num_processes, process_id, peer_timeout)
+    if where is not None and not _cluster.in_worker():
+        raise typer.Exit(_cluster.guard(where, verbose))
     cfg = _config(
         algo, envs, set_, wandb, hsize, timesteps, strategy, select,
         num_generations=num_generations, popsize=popsize, num_rollouts=num_rollouts, lr=lr,
@@ -119,8 +134,20 @@ def es(
     )  # fmt: skip
     from metarl_cli.meta.es.train import plan_es
 
-    plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force)
-    _run(plan, verbose=verbose, wandb=wandb, json_=json_)
+    writes = where is None or where.is_leader
+    plan = plan_es(cfg, output, run_dir=run_dir, resume=resume, force=force, writes=writes)
+    if where is None:
+        _run(plan, verbose=verbose, wandb=wandb, json_=json_)
+        return
+
+    def command(extra: list[str]) -> str:
+        return _resume_command(plan, extra)
+
+    def lead(peers: Any) -> None:
+        resume = lambda: _cluster.resume_command(where, command)  # noqa: E731
+        _run(plan, verbose=verbose, wandb=wandb, json_=json_, peers=peers, hint=resume)
+
+    _cluster.run(plan, where, lead, command)
 
 
 def _config(
@@ -166,16 +193,18 @@ def _config(
     )
 
 
-def _run(plan: Any, *, verbose: bool, wandb: bool, json_: bool) -> None:
+def _run(
+    plan: Any, *, verbose: bool, wandb: bool, json_: bool, peers: Any = None, hint: Any = None
+) -> None:
     from metarl_cli.meta.es.train import train_es
     from metarl_cli.rl.parallel import enable_compilation_cache
 
     enable_compilation_cache()
-    _header(plan)
+    _header(plan, peers.num_processes if peers is not None else 1)
     reporter = _Reporter(plan, verbose=verbose, wandb=wandb)
-    with resume_hint(lambda: _resume_command(plan)), reporter:
+    with resume_hint(hint or (lambda: _resume_command(plan))), reporter:
         manifest, result = train_es(
-            plan, on_generation=reporter.generation, on_event=reporter.event
+            plan, on_generation=reporter.generation, on_event=reporter.event, peers=peers
         )
     if json_:
         print_json(manifest.model_dump(mode="json"))
@@ -206,16 +235,17 @@ def _duration(s: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
-def _header(plan: Any) -> None:
+def _header(plan: Any, processes: int = 1) -> None:
     import jax
 
     cfg = plan.cfg
     steps = ", ".join(f"{e} {_steps(c.env_steps)}" for e, c in plan.train_configs.items())
     start = f"resuming at generation {plan.resume_from}" if plan.resume_from else "starting"
+    each = f" in each of {processes} processes" if processes > 1 else ""
     err.print(
         f"ES ({cfg.strategy}) {cfg.algo} {cfg.architecture}: popsize {cfg.popsize} x "
         f"{cfg.num_rollouts} rollout(s), {cfg.num_generations} generations, steps/run {steps}, "
-        f"{len(jax.devices())} device(s); run dir {plan.run_dir.path}; {start}"
+        f"{len(jax.local_devices())} device(s){each}; run dir {plan.run_dir.path}; {start}"
     )
     print_normaliser_notes(plan.train_configs.values())
 
@@ -292,8 +322,8 @@ class _Reporter(BarReporter):
 _FLAG_SKIP = ("algo", "envs", "architecture", "overrides", "timesteps")
 
 
-def _resume_command(plan: Any) -> str:
-    """The command that continues this run (non-default settings spelled out)."""
+def _resume_command(plan: Any, extra: list[str] | None = None) -> str:
+    """The command that continues this run (non-default settings spelled out, then `extra`)."""
     import shlex
 
     from metarl_cli.meta.es.config import ESConfig
@@ -314,4 +344,4 @@ def _resume_command(plan: Any) -> str:
         parts += [f"--{name.replace('_', '-')}", str(value)]
     if plan.force:
         parts.append("--force")
-    return shlex.join([*parts, "--resume"])
+    return shlex.join([*parts, *(extra or []), "--resume"])

@@ -33,7 +33,16 @@ SUITE_DEFAULTS: dict[str, dict[str, Any]] = {
         num_envs=1024, num_steps=20, total_timesteps=30_000_000, num_minibatches=16,
         update_epochs=2, ent_coef=0.01, activation="tanh",
     ),
+    # Supplement F's gridworld PPO (the paper's code, `configs.py` "gridworld"; 5e6 steps).
+    "gridworld": dict(
+        num_envs=1024, num_steps=20, total_timesteps=5_000_000, num_minibatches=16,
+        update_epochs=2, ent_coef=0.01, activation="tanh", hidden_size=16,
+    ),
 }  # fmt: skip
+
+_GRIDWORLD_NAMES = (
+    "all_shortlife", "rand_all", "dense", "sparse", "long", "longer", "long_dense", "debug",
+)  # fmt: skip
 
 # lr, b1, b2, sgd_lr, l2o_lr, ppo_normaliser, sgd_normaliser
 _ENV_TABLE: dict[str, tuple[float, float, float, float, float, float | None, float | None]] = {
@@ -47,6 +56,7 @@ _ENV_TABLE: dict[str, tuple[float, float, float, float, float, float | None, flo
     "brax/hopper": (8e-4, 0.9, 0.999, 0.27, 8e-4, 6517.31, 1.0),
     "classic/cartpole": (1e-3, 0.9, 0.999, 2.5e-4, 3e-3, 475.0, 500.0),
     "craftax/classic": (5e-4, 0.9, 0.999, 0.46, 5e-4, None, None),
+    **{f"gridworld/{name}": (1e-4, 0.99, 0.99, 1.33, 1e-4, 1.0, 1.0) for name in _GRIDWORLD_NAMES},
 }
 
 NORMALISER_NOTES: dict[str, str] = {
@@ -74,6 +84,8 @@ def normaliser_note(env_id: str, kind: str = "ppo", backend: str | None = None) 
     value = norm_ppo if kind == "ppo" else norm_sgd
     if value is None:
         return "none: the original code has none for this env"
+    if env_id.startswith("gridworld/"):
+        return "placeholder: the original code's gridworld normaliser is 1.0"
     if env_id in ("brax/humanoid", "brax/walker2d", "brax/hopper"):
         if kind == "ppo":
             return "placeholder: the original code copies Ant's PPO return (6517.31)"

@@ -1,8 +1,8 @@
 """Environments: `make_env(cfg)` builds the wrapped, vectorised env for a `TrainConfig`.
 
-Stack: backend adapter (gymnax | brax | craftax) -> episode-return logging (raw rewards) ->
-observation and reward normalisation where the preset asks for it (Brax, as in the original
-code), so logged returns are always unnormalised.
+Stack: backend adapter (gymnax | brax | craftax | gridworld) -> episode-return logging (raw
+rewards) -> observation and reward normalisation where the preset asks for it (Brax, as in the
+original code), so logged returns are always unnormalised.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ def make_env(cfg: TrainConfig) -> Any:
         from metarl_cli.envs.craftax_env import CraftaxVecEnv
 
         env = CraftaxVecEnv(entry.env_id, entry.backend_name, cfg.num_envs)
+    elif entry.suite == "gridworld":
+        from metarl_cli.envs.gridworld import GridworldVecEnv
+
+        env = GridworldVecEnv(entry.env_id, entry.backend_name, cfg.num_envs)
     else:  # pragma: no cover - the registry only holds the suites above
         raise AssertionError(entry.suite)
     env = EpisodeLog(env)

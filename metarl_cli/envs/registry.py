@@ -82,6 +82,11 @@ _add(
     ("craftax", "craftax-classic"),
 )
 
+# Gridworlds (envs/gridworld/): one id per level distribution; `reset(key)` draws a level.
+_GRIDWORLDS = ("all_shortlife", "rand_all", "dense", "sparse", "long", "longer", "long_dense")
+for _name in (*_GRIDWORLDS, "debug"):
+    _add(f"gridworld/{_name}", _name, f"gridworld levels: {_name} (envs/gridworld)", ())
+
 
 SUITES: Registry[tuple[str, ...]] = Registry("suite")
 """Named environment lists for `metarl evaluate --suite`; `paper` is the meta-test set of §6."""
@@ -107,6 +112,12 @@ SUITES.register(
 SUITES.register("brax", ("brax/ant", "brax/humanoid", "brax/hopper", "brax/walker2d"))
 SUITES.register("classic", ("classic/cartpole",))
 SUITES.register("craftax", ("craftax/classic",))
+SUITES.register("gridworld", tuple(f"gridworld/{n}" for n in _GRIDWORLDS))
+SUITES.register(
+    "gridworld_tabular",
+    ("gridworld/dense", "gridworld/sparse", "gridworld/long", "gridworld/longer",
+     "gridworld/long_dense"),
+)  # fmt: skip
 
 
 def resolve_suite(name: str) -> tuple[str, list[str]]:

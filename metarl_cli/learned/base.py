@@ -99,7 +99,8 @@ class LearnedAlgorithm(Protocol):
 
     @property
     def slot(self) -> Slot:
-        """The trainer slot it fills: "drift" | "optimiser"."""
+        """The trainer slot it fills: "drift" | "optimiser" | "update_rule" (the whole update,
+        with its own trainer: LPG)."""
         ...
 
     @property
@@ -286,7 +287,12 @@ ALGORITHMS: Registry[LearnedAlgorithm] = Registry("learned algorithm")
 
 # Modules that register an algorithm on import. Imported on first use, not at the top: each of
 # them imports this module (a cycle otherwise).
-_MODULES = ("metarl_cli.learned.lpo", "metarl_cli.learned.open", "metarl_cli.learned.nofeat")
+_MODULES = (
+    "metarl_cli.learned.lpo",
+    "metarl_cli.learned.open",
+    "metarl_cli.learned.nofeat",
+    "metarl_cli.learned.lpg",
+)
 
 
 def _import_modules() -> None:
@@ -379,6 +385,11 @@ def slots_for(
     with PPO's clipped objective. A code kernel runs from `code` (its `ExportedKernel`); its
     source `text` is only for reading.
     """
+    if algorithm.slot == "update_rule":
+        raise KernelError(
+            f"{algorithm.name} replaces the whole update (it brings its own trainer, "
+            "rl/lpg_train.py): PPO's slots cannot hold it"
+        )
     if form == "code":
         kernel = algorithm.kernel(cfg, architecture, form=form, code=code)
     else:

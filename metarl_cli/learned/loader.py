@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,7 @@ from metarl_cli.config import TrainConfig
 from metarl_cli.errors import ArtefactError, KernelError, UnknownNameError
 from metarl_cli.learned.base import LearnedAlgorithm, get_algorithm, slots_for
 from metarl_cli.learned.exported import FORMAT, ExportedKernel
+from metarl_cli.rl.lpg_train import OwnTrainer
 from metarl_cli.rl.slots import DriftSlot, OptimiserSlot, Slots, Theta
 
 
@@ -60,6 +61,8 @@ class LoadedKernel:
         """The trainer's θ: the neural kernel's weights in its slot, nothing elsewhere."""
         if self.form != "neural":
             return Theta()
+        if self.algorithm.slot == "update_rule":  # its own trainer takes the rule's θ as is
+            return cast(Theta, jax.tree.map(jnp.asarray, self.tensors))
         return Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, self.tensors))
 
     def kernel(self, cfg: TrainConfig | None) -> DriftSlot | OptimiserSlot:
@@ -69,8 +72,11 @@ class LoadedKernel:
             cfg, dict(self.manifest.architecture), form=self.form, text=text, code=self.code
         )
 
-    def slots(self, cfg: TrainConfig) -> Slots:
-        """The trainer's slots with this kernel in its slot and the paper's reference elsewhere."""
+    def slots(self, cfg: TrainConfig) -> Slots | OwnTrainer:
+        """The trainer's slots with this kernel in its slot and the paper's reference elsewhere
+        (an update rule: the `OwnTrainer` that runs it)."""
+        if self.algorithm.slot == "update_rule":
+            return OwnTrainer(self.kernel(cfg))
         return slots_for(
             self.algorithm,
             cfg,

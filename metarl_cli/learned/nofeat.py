@@ -42,7 +42,7 @@ from metarl_cli.learned.exported import (
     code_kernel,
     signature_for,
 )
-from metarl_cli.learned.open_network import open_mlp, second_moment_normalise
+from metarl_cli.learned.open_network import mlp_apply, open_mlp, second_moment_normalise
 from metarl_cli.learned.perparam import (
     DECAYS,
     EXP_MULT,
@@ -100,7 +100,7 @@ class NoFeatRule(StatelessRule):
     needs_activations: bool = False
 
     def __call__(self, theta, inputs, state):
-        out = _mlp(self.hidden).apply(theta, flat_features(inputs))
+        out = mlp_apply(theta, flat_features(inputs))
         return out[:, 0] * self.lr_step_mult * jnp.exp(out[:, 1] * self.exp_mult), state
 
 
@@ -203,7 +203,7 @@ class NoFeatProblem(DistillationProblem):
     def outputs(self, theta, architecture, batch):
         """The network's update for `batch`'s synthetic inputs."""
         x = nofeat_features(batch["p"], batch["g"], batch["mom"])
-        out = _mlp(int(architecture["hidden"])).apply(theta, x)
+        out = mlp_apply(theta, x)
         return out[:, 0] * jnp.exp(out[:, 1] * EXP_MULT)
 
 
@@ -215,11 +215,11 @@ def symbolic_inputs(key: jax.Array, n: int) -> np.ndarray:
 
 def symbolic_targets(theta: Any, architecture: dict[str, Any], x: np.ndarray) -> np.ndarray:
     """The teacher's deterministic update `o0 * 1e-3 * exp(o1 * 1e-3)` for inputs `x`."""
+    del architecture  # the widths are θ's shapes
     theta = jax.tree.map(jnp.asarray, theta)
-    mlp = _mlp(int(architecture.get("hidden", 16)))
 
     def update(xx):
-        out = mlp.apply(theta, xx)
+        out = mlp_apply(theta, xx)
         return out[:, 0] * STEP_MULT * jnp.exp(out[:, 1] * EXP_MULT)
 
     return chunked(jax.jit(update), x)

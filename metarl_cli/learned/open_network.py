@@ -74,8 +74,60 @@ class OpenNetwork:
         """(outputs [..., 3], new carry or None) for `features` [..., 19]."""
         x = features
         if self.recurrent:
-            carry, x = self._gru().apply(theta["gru_params"], carry, features)
-        return open_mlp(self.hidden).apply(theta["params"], x), carry
+            carry = x = gru_cell(theta["gru_params"], carry, features)
+        return mlp_apply(theta["params"], x), carry
+
+
+# The per-parameter network runs over every parameter of the agent (~60k rows on MinAtar) at
+# every optimiser step, so it is written as a few large matmuls over `[rows, features]`
+# (docs/benchmarks.md, "Learned optimisers: profile"). The maths and the parameters are flax's
+# (`nn.GRUCell`, `open_mlp`, which still initialise θ); the results agree with flax's to float
+# rounding (tests/test_open_fast.py).
+
+
+def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """`x @ kernel + bias`, with the contracted axis zero-padded to a multiple of 4: XLA:CPU
+    runs `[N, 19] @ [19, k]` at about half the speed of `[N, 20] @ [20, k]` (zero products
+    add nothing)."""
+    pad = -kernel.shape[0] % 4
+    if pad:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+        kernel = jnp.pad(kernel, ((0, pad), (0, 0)))
+    y = x @ kernel
+    return y if bias is None else y + bias
+
+
+def gru_cell(gru_params, carry: jax.Array, x: jax.Array) -> jax.Array:
+    """flax's `GRUCell` with its six gate matmuls merged into two, `x @ [W_ir W_iz W_in]` and
+    `h @ [W_hr W_hz W_hn]`. Returns the new carry `[..., gru]`."""
+    p = gru_params["params"]
+    w_x = jnp.concatenate([p["ir"]["kernel"], p["iz"]["kernel"], p["in"]["kernel"]], axis=1)
+    b_x = jnp.concatenate([p["ir"]["bias"], p["iz"]["bias"], p["in"]["bias"]])
+    w_h = jnp.concatenate([p["hr"]["kernel"], p["hz"]["kernel"], p["hn"]["kernel"]], axis=1)
+    g = carry.shape[-1]
+    gx = _dense(x, w_x, b_x)
+    gh = _dense(carry, w_h)
+    r = jax.nn.sigmoid(gx[..., :g] + gh[..., :g])
+    z = jax.nn.sigmoid(gx[..., g : 2 * g] + gh[..., g : 2 * g])
+    n = jnp.tanh(gx[..., 2 * g :] + r * (gh[..., 2 * g :] + p["hn"]["bias"]))
+    return (1.0 - z) * n + z * carry
+
+
+def mlp_apply(variables, x: jax.Array) -> jax.Array:
+    """`open_mlp(h, out).apply(variables, x)`: Dense-LayerNorm-relu twice, then Dense.
+
+    Each LayerNorm's mean is folded into the Dense before it: with the kernel's columns and
+    the bias centred (`W - mean_j W[:, j]`, `b - mean b`), the Dense outputs `y - mean(y)`
+    directly, so the normalisation needs one reduction (`mean((y - mean y)^2)`, flax's
+    epsilon 1e-6) instead of two; the same function exactly, rounded differently."""
+    q = variables["params"]
+    for dense, norm in (("layers_0", "layers_1"), ("layers_3", "layers_4")):
+        kernel, bias = q[dense]["kernel"], q[dense]["bias"]
+        centred = _dense(x, kernel - kernel.mean(axis=1, keepdims=True), bias - bias.mean())
+        var = jnp.mean(centred * centred, axis=-1, keepdims=True)
+        scale = jax.lax.rsqrt(var + 1e-6) * q[norm]["scale"]
+        x = jax.nn.relu(centred * scale + q[norm]["bias"])
+    return _dense(x, q["layers_6"]["kernel"], q["layers_6"]["bias"])
 
 
 def init_theta(key: jax.Array, hidden: int = 16, gru: int = 8, recurrent: bool = True):

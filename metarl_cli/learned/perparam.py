@@ -88,6 +88,9 @@ class Layout:
                 offset += info.size
         self.size = offset
         self.sizes = np.array([leaf.size for leaf in self.leaves], np.int32)
+        # Static tables, built once here with numpy (never inside the traced program).
+        self._layer_prop = self.constant(lambda leaf: leaf.layer_prop)
+        self._actor_mask = self.constant(lambda leaf: 1.0 if leaf.net == "actor" else 0.0)
 
     def flatten(self, tree: Any) -> jax.Array:
         """`[N]` vector of a tree shaped like the parameters."""
@@ -118,11 +121,11 @@ class Layout:
 
     def layer_prop(self) -> np.ndarray:
         """[N] the layer position (0 first, 1 last) of every scalar parameter."""
-        return self.constant(lambda leaf: leaf.layer_prop)
+        return self._layer_prop
 
     def actor_mask(self) -> np.ndarray:
         """[N] 1 for actor parameters, 0 for critic parameters."""
-        return self.constant(lambda leaf: 1.0 if leaf.net == "actor" else 0.0)
+        return self._actor_mask
 
     def dormancy(self, activations: Any) -> jax.Array:
         """Per-parameter dormancy of the neuron each parameter feeds: `a_i / sum(a) * n` with
@@ -141,13 +144,17 @@ class Layout:
         return jnp.concatenate(parts)
 
     def segment_rms_normalise(self, x: jax.Array) -> jax.Array:
-        """`x * rsqrt(1e-5 + mean(x^2))` per channel (last axis) over each leaf's rows."""
-        sq = x * x
-        means = jnp.stack(
-            [jnp.mean(sq[leaf.offset : leaf.offset + leaf.size], axis=0) for leaf in self.leaves]
-        )
-        scale = jax.lax.rsqrt(1e-5 + means)
-        return x * jnp.repeat(scale, self.sizes, axis=0, total_repeat_length=self.size)
+        """`x * rsqrt(1e-5 + mean(x^2))` per channel (last axis) over each leaf's rows.
+
+        Each leaf's rows are scaled by its own `[channels]` vector and the pieces are joined
+        by static slices: no `[N]` index table (a gather of the per-leaf scales was the
+        costliest op of an OPEN step inside the trainer, and built a constant-folded layout
+        table at compile time)."""
+        parts = []
+        for leaf in self.leaves:
+            rows = x[leaf.offset : leaf.offset + leaf.size]
+            parts.append(rows * jax.lax.rsqrt(1e-5 + jnp.mean(rows * rows, axis=0)))
+        return jnp.concatenate(parts)
 
 
 class Inputs(NamedTuple):

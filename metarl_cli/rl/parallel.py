@@ -64,12 +64,14 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
 
 
 def make_mesh(num_runs: int | None = None, devices: list | None = None):
-    """A 1-D mesh over all devices (or the first `num_runs` when there are fewer runs)."""
+    """A 1-D mesh over this process's devices (or the first `num_runs` when there are fewer
+    runs). In a multi-process run each process shards its own runs over its own devices
+    (`jax.local_devices()`; a global mesh would need cross-process programs)."""
     import jax
     import numpy as np
     from jax.sharding import Mesh
 
-    devices = list(devices if devices is not None else jax.devices())
+    devices = list(devices if devices is not None else jax.local_devices())
     if num_runs is not None:
         devices = devices[: max(1, min(num_runs, len(devices)))]
     return Mesh(np.array(devices), (AXIS,))
@@ -104,7 +106,7 @@ class ShardedRunner:
         chunk: runs per device per call of the compiled program (None: all of a device's runs,
             vmapped; 1: one after another, unbatched, results independent of the device count;
             k: k runs vmapped, bounded memory).
-        devices: the devices of the default mesh (default: all).
+        devices: the devices of the default mesh (default: this process's own).
         output: applied to each run's `TrainOutput` inside the program (default: all of it);
             what it drops is never computed.
     """

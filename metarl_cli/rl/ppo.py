@@ -201,8 +201,9 @@ class Trainer:
         final_values = jnp.concatenate([traj.prev_final_value[1:], last_final_value[None]])
         return last_value, traj.reward + self.cfg.gamma * final_values * traj.truncated
 
-    def run(self, theta: Theta, state: RunnerState) -> TrainOutput:
-        """The whole training run; pure in (theta, state)."""
+    def _update_fn(self, theta: Theta) -> Any:
+        """One PPO update, the body of the run's scan: `update(runner, update_idx)` ->
+        (runner, (sum of finished returns, finished episodes, [3] mean losses))."""
         theta = Theta.of(theta)
         cfg, opt = self.cfg, self.opt
         reads = context_reads(opt)
@@ -223,16 +224,18 @@ class Trainer:
             # UPDATE NETWORK: epochs of shuffled minibatches.
             def epoch(carry, epoch_idx):
                 runner = carry
-                key, k_perm = jax.random.split(runner.key)
+                # The optimiser's keys come from their own branch, so the rest of the run's
+                # random stream is the same whether or not the optimiser reads a key.
+                key, k_perm, k_opt_epoch = jax.random.split(runner.key, 3)
                 batch = Batch(traj.obs, traj.action, traj.value, traj.log_prob)
                 shuffled = _minibatches(cfg, k_perm, (batch, advantages, targets))
 
                 def minibatch(carry, xs):
-                    params, opt_state, key = carry
+                    params, opt_state = carry
                     mb_idx, (batch, adv, tgt) = xs
                     k_opt = None
-                    if "key" in reads:  # only a stochastic optimiser splits the key
-                        key, k_opt = jax.random.split(key)
+                    if "key" in reads:  # drawn only for a stochastic optimiser
+                        k_opt = jax.random.fold_in(k_opt_epoch, mb_idx)
                     (_, (losses, acts)), grads = grad_fn(theta, params, batch, adv, tgt)
                     ctx = _context(
                         reads,
@@ -246,11 +249,11 @@ class Trainer:
                     params, opt_state = opt.update(
                         theta.optimiser, self._clip_grads(grads), opt_state, params, ctx
                     )
-                    return (params, opt_state, key), losses
+                    return (params, opt_state), losses
 
-                (params, opt_state, key), losses = jax.lax.scan(
+                (params, opt_state), losses = jax.lax.scan(
                     minibatch,
-                    (runner.params, runner.opt_state, key),
+                    (runner.params, runner.opt_state),
                     (jnp.arange(cfg.num_minibatches), shuffled),
                 )
                 runner = runner.replace(params=params, opt_state=opt_state, key=key)
@@ -261,10 +264,38 @@ class Trainer:
             metrics = (jnp.sum(traj.episode_return * done), jnp.sum(done), losses.mean(0))
             return runner, metrics
 
+        return update
+
+    def run(self, theta: Theta, state: RunnerState) -> TrainOutput:
+        """The whole training run; pure in (theta, state)."""
         _, (ep_sum, ep_count, losses) = jax.lax.scan(
-            update, state, jnp.arange(cfg.num_updates, dtype=jnp.float32)
+            self._update_fn(theta), state, jnp.arange(self.cfg.num_updates, dtype=jnp.float32)
         )
-        return _summarise(cfg, ep_sum, ep_count, losses[-1])
+        return _summarise(self.cfg, ep_sum, ep_count, losses[-1])
+
+    def run_range(self, theta: Theta, state: RunnerState, metrics: Any, start: Any, stop: Any):
+        """Updates [start, stop) of `run`, their metrics written into `metrics`
+        (`empty_metrics()`): the bounds are traced, so one program runs every segment of a
+        run, and `finish(metrics)` after the last gives `run`'s output. For progress bars
+        (`rl/progress.py`); returns (state, metrics)."""
+        update = self._update_fn(theta)
+
+        def body(i: Any, carry: Any) -> Any:
+            runner, (sums, counts, losses) = carry
+            runner, (s, c, loss) = update(runner, i.astype(jnp.float32))
+            return runner, (sums.at[i].set(s), counts.at[i].set(c), losses.at[i].set(loss))
+
+        return jax.lax.fori_loop(start, stop, body, (state, metrics))
+
+    def empty_metrics(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Zeroed per-update metrics of one run, for `run_range`."""
+        n = self.cfg.num_updates
+        return jnp.zeros(n), jnp.zeros(n), jnp.zeros((n, 3))
+
+    def finish(self, metrics: Any) -> TrainOutput:
+        """`run`'s output from the metrics of all its updates (`run_range`)."""
+        ep_sum, ep_count, losses = metrics
+        return _summarise(self.cfg, ep_sum, ep_count, losses[-1])
 
 
 def _context(reads: frozenset[str], **fields: Any) -> OptContext:

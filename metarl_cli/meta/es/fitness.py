@@ -42,7 +42,7 @@ class PopulationFitness:
     Args:
         trainer: a `Trainer` (`init(theta, key)`, `run(theta, state) -> TrainOutput`).
         slot: the slot the candidates fill ("drift" or "optimiser").
-        devices: devices to shard over (default: all).
+        devices: devices to shard over (default: this process's own).
         chunk: runs per device per call, as for `ShardedRunner` (None: all of a device's runs).
     """
 
@@ -62,13 +62,21 @@ class PopulationFitness:
         """
         popsize = jax.tree.leaves(population)[0].shape[0]
         rollouts = keys.shape[0]
-        member_idx = np.repeat(np.arange(popsize), rollouts)
-        seed_idx = np.tile(np.arange(rollouts), popsize)
-        members = jax.tree.map(lambda x: x[member_idx], population)
+        return self.runs(population, keys, np.arange(popsize * rollouts)).reshape(popsize, rollouts)
+
+    def runs(self, population: Any, keys: jax.Array, runs: np.ndarray) -> np.ndarray:
+        """Final returns [len(runs)] of some of the population's runs (run i: member
+        i // num_rollouts with key i % num_rollouts), as a process of a multi-process run
+        computes its slice. With `chunk=1` a run's result does not depend on which others
+        run with it."""
+        rollouts = keys.shape[0]
+        if len(runs) == 0:
+            return np.zeros(0, np.float32)
+        members = jax.tree.map(lambda x: x[runs // rollouts], population)
         thetas = Theta.for_slot(self.slot, members)
-        returns, timings = self.runner(thetas, keys[seed_idx], per_run=True)
+        returns, timings = self.runner(thetas, keys[runs % rollouts], per_run=True)
         self.last_timings = {"setup_s": timings.compile_s, "run_s": timings.run_s}
-        return np.asarray(returns).reshape(popsize, rollouts)
+        return np.asarray(returns)
 
 
 @dataclass(frozen=True)

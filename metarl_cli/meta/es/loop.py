@@ -98,6 +98,7 @@ def evolve(
     resume: bool = False,
     on_generation: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: Callable[[int, Any], dict[str, Any] | None] | None = None,
+    checkpoint_every_generation: bool = False,
 ) -> ESResult:
     """Runs (or resumes) ES until `cfg.num_generations` generations are done.
 
@@ -109,6 +110,10 @@ def evolve(
         on_generation: called with each generation's metrics record.
         on_checkpoint: `on_checkpoint(generation, mean)` at each checkpoint; may return an
             evaluation `{"score": float, ...}` (higher is better) to record.
+        checkpoint_every_generation: also save the state after the generations between
+            `save_every_k` ones (no periodic artefact or evaluation there). A multi-process
+            run does: a lost peer ends every process at once, and a resume then repeats at
+            most the generation in flight.
 
     Raises:
         Interrupted: on Ctrl-C, after checkpointing the last completed generation.
@@ -124,6 +129,8 @@ def evolve(
                 on_generation(record)
             if (g + 1) % cfg.save_every_k == 0 or g + 1 == cfg.num_generations:
                 run.checkpoint_generation(g, on_checkpoint)
+            elif checkpoint_every_generation:
+                run.checkpoint(*run.committed)
     except KeyboardInterrupt:
         state, progress = run.committed
         run.checkpoint(state, progress)
@@ -193,6 +200,8 @@ class _Evolution:
             "env_steps": progress.env_steps + problem.env_steps_per_generation,
             "env_steps_per_s": problem.env_steps_per_generation / max(dt, 1e-9),
             "eta_s": remaining * float(np.mean(steady)),
+            # A multi-process problem adds its exchange timings (`meta/es/multihost.py`).
+            **getattr(problem, "fitness_timings", {}),
         }
         new_progress = dataclasses.replace(
             progress,

@@ -41,11 +41,19 @@ class ESPlan:
 
 
 def plan_es(
-    cfg: ESConfig, output: str | Path, *, run_dir: str | Path | None, resume: bool, force: bool
+    cfg: ESConfig,
+    output: str | Path,
+    *,
+    run_dir: str | Path | None,
+    resume: bool,
+    force: bool,
+    writes: bool = True,
 ) -> ESPlan:
     """Validates a run without writing or compiling anything.
 
     `cfg.algo` and `cfg.envs` must be canonical ids (see `get_algorithm`, `resolve_envs`).
+    `writes=False`: a follower of a multi-process run, which never touches the output or the
+    run dir (process 0 writes them, on its own host), so they are not checked.
     """
     from metarl_cli.learned.base import get_algorithm
 
@@ -58,6 +66,10 @@ def plan_es(
     # The seed and the last generation's fitness runs must fit the seed streams.
     last = (cfg.num_generations - 1) * cfg.num_rollouts
     run_key_data(ES_FITNESS, cfg.seed, cfg.num_rollouts, start=last)
+    if not writes:
+        path = Path(output)
+        rd = RunDir(run_dir if run_dir is not None else path.with_suffix(".run"))
+        return ESPlan(cfg, algorithm, configs, path, rd, resume, force, 0)
     output, rd = RunDir.for_output(output, run_dir, resume=resume, force=force)
     resume_from = 0
     if resume:
@@ -77,7 +89,12 @@ def plan_es(
 
 
 class RLProblem:
-    """Fitness = normalised final PPO return, one sharded program per env."""
+    """Fitness = normalised final PPO return, one sharded program per env.
+
+    `returns` trains any subset of a population's runs, so that the processes of a
+    multi-process run can each take a slice (`meta/es/multihost.py`); the periodic evaluation
+    of the mean is the same runner on one member and the selection seeds.
+    """
 
     def __init__(self, plan: ESPlan, devices: list | None = None) -> None:
         import jax
@@ -106,11 +123,35 @@ class RLProblem:
             tc.env_steps for tc in plan.train_configs.values()
         )
 
+    def returns(self, population: Any, keys: Any, runs: np.ndarray) -> dict[str, np.ndarray]:
+        """env id -> final returns [len(runs)] of runs `runs` (run i: member i // len(keys),
+        key i % len(keys))."""
+        return {e: fn.runs(population, keys, runs) for e, fn in self.fitness_fns.items()}
+
     def fitness(self, population: Any, keys: Any):
+        import jax
+
         from metarl_cli.meta.es.fitness import combine_fitness
 
-        returns = {e: fn(population, keys) for e, fn in self.fitness_fns.items()}
-        return combine_fitness(returns, self.normalisers)
+        popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[0]
+        every = self.returns(population, keys, np.arange(popsize * rollouts))
+        shaped = {e: r.reshape(popsize, rollouts) for e, r in every.items()}
+        return combine_fitness(shaped, self.normalisers)
+
+    def eval_inputs(self, mean: Any) -> tuple[Any, Any]:
+        """(the mean as a one-member population, the `eval_runs` keys of the selection
+        stream): the periodic evaluation's runs."""
+        import jax
+
+        from metarl_cli.seeds import run_keys
+
+        one = jax.tree.map(lambda x: np.asarray(x)[None], mean)
+        return one, run_keys(SELECTION, self.cfg.seed, self.cfg.eval_runs)
+
+    def eval_returns(self, mean: Any) -> dict[str, np.ndarray]:
+        """env id -> final returns [eval_runs] of the mean on the selection seeds."""
+        one, keys = self.eval_inputs(mean)
+        return self.returns(one, keys, np.arange(self.cfg.eval_runs))
 
 
 def _manifest(plan: ESPlan, generation: int, **extra: Any):
@@ -142,11 +183,14 @@ def _tree(theta: Any) -> dict[str, Any]:
     return jax.tree.map(np.asarray, theta)
 
 
-def _eval_score(result: Any, normalisers: dict[str, float | None]) -> dict[str, Any]:
+def _eval_score(returns: dict[str, np.ndarray], normalisers: dict[str, float | None]):
+    """The evaluation record: per env the mean of the finite returns (as `metarl evaluate`
+    summarises), the score the mean over envs of mean / normaliser."""
     per_env = {}
-    for env in result.envs:
-        mean = env.summary.mean
-        per_env[env.env_id] = float("nan") if mean is None else float(mean)
+    for env_id, r in returns.items():
+        v = np.asarray(r, np.float64).ravel()
+        finite = v[np.isfinite(v)]
+        per_env[env_id] = float(finite.mean()) if finite.size else float("nan")
     by = divisors({e: normalisers.get(e) for e in per_env})
     normalised = [per_env[e] / by[e] for e in per_env]
     return {"score": float(np.mean(normalised)), "per_env": per_env}
@@ -176,10 +220,14 @@ def train_es(
     on_generation: Callable[[dict[str, Any]], None] | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     devices: list | None = None,
+    peers: Any = None,
 ) -> tuple[Any, Any]:
     """Runs the planned ES meta-training and writes the artefact; returns (manifest, result).
 
     `on_event(name, info)` reports "building", "checkpoint" (generation, eval) and "done".
+    `peers`: process 0's `distributed.Peers` in a multi-process run; the population and the
+    periodic evaluations are then sliced over the processes (`meta/es/multihost.py`) and a
+    checkpoint is written after every generation.
     """
     from metarl_cli.artefacts import save_artefact
     from metarl_cli.meta.es.loop import evolve
@@ -190,7 +238,11 @@ def train_es(
     rd.prepare(resume=plan.resume, force=plan.force)
     rd.write_config(cfg, {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()})
     emit("building", {"resume_from": plan.resume_from})
-    problem = RLProblem(plan, devices=devices)
+    problem: Any = RLProblem(plan, devices=devices)
+    if peers is not None:
+        from metarl_cli.meta.es.multihost import LeaderProblem
+
+        problem = LeaderProblem(problem, peers)
     result = evolve(
         cfg,
         problem,
@@ -198,6 +250,7 @@ def train_es(
         resume=plan.resume,
         on_generation=on_generation,
         on_checkpoint=_checkpointer(plan, problem, emit),
+        checkpoint_every_generation=peers is not None,
     )
     progress = result.progress
     chosen, theta, generation, chosen_eval = _choose(cfg, result)
@@ -218,10 +271,11 @@ def train_es(
 
 
 def _checkpointer(
-    plan: ESPlan, problem: RLProblem, emit: Callable[[str, dict[str, Any]], None]
+    plan: ESPlan, problem: Any, emit: Callable[[str, dict[str, Any]], None]
 ) -> Callable[[int, Any], dict[str, Any] | None]:
     """`evolve`'s `on_checkpoint`: writes the mean as a periodic artefact and, with
-    `eval_runs`, evaluates it on the selection seed stream."""
+    `eval_runs`, evaluates it on the selection seed stream (through the fitness runner, so
+    with `--chunk` and, in a multi-process run, sliced like a population)."""
     from metarl_cli.artefacts import save_artefact
 
     cfg, rd = plan.cfg, plan.run_dir
@@ -237,19 +291,9 @@ def _checkpointer(
         )
         evaluation = None
         if cfg.eval_runs:
-            from metarl_cli.evaluation import evaluate
-
             emit("evaluating", {"generation": generation})
-            result = evaluate(
-                str(path),
-                list(cfg.envs),
-                num_runs=cfg.eval_runs,
-                seed=cfg.seed,
-                timesteps=cfg.timesteps,
-                overrides=cfg.overrides,
-                stream=SELECTION,
-            )
-            evaluation = {**_eval_score(result, problem.normalisers), "env_steps": eval_steps}
+            returns = problem.eval_returns(mean)
+            evaluation = {**_eval_score(returns, problem.normalisers), "env_steps": eval_steps}
         emit("checkpoint", {"generation": generation, "eval": evaluation, "path": str(path)})
         return evaluation
 

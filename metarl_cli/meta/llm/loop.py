@@ -83,7 +83,11 @@ def plan_discover(
 
     algorithm = get_algorithm(cfg.algo)
     if "code" not in algorithm.forms:
-        raise ConfigError(f"{algorithm.name} has no code form, so an LLM cannot propose one")
+        why = getattr(algorithm, "code_refusal", "")  # the paper's reason, where it gives one
+        raise ConfigError(
+            f"{algorithm.name} has no code form, so an LLM cannot propose one"
+            + (f" ({why})" if why else "")
+        )
     configs = {
         e: build_config(e, timesteps=cfg.timesteps, overrides=cfg.overrides) for e in cfg.envs
     }

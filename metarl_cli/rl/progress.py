@@ -1,0 +1,149 @@
+"""Progress of a long run from the host, without callbacks inside the compiled program.
+
+`ProgressRunner` is a `ShardedRunner` whose run is split into segments of updates on the host:
+one compiled program runs updates [start, stop) of every run (`Trainer.run_range`, traced
+bounds, so every segment reuses it), another turns the collected per-update metrics into the
+run's output (`Trainer.finish`). After each segment the host reports the fraction done. The
+first segment is one update; later ones are sized from the measured rate to last about
+`segment_s` seconds, so a run makes one extra dispatch and sync per `segment_s`. The
+arithmetic of every update is `run`'s; results are bit-identical to `ShardedRunner`'s (tested).
+
+Trainers without `run_range` (an update rule's own trainer) run as one program, as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from metarl_cli.rl.parallel import AXIS, ShardedRunner
+
+
+class ProgressRunner(ShardedRunner):
+    """`ShardedRunner` that calls `on_progress(fraction)` (0..1 of this call's work) after each
+    segment of updates. `segment_s`: the wall time a segment aims at."""
+
+    def __init__(
+        self,
+        trainer: Any,
+        mesh: Any = None,
+        chunk: int | None = None,
+        *,
+        on_progress: Callable[[float], None],
+        segment_s: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(trainer, mesh, chunk, **kwargs)
+        self.on_progress, self.segment_s = on_progress, segment_s
+        self._groups, self._group = 1, 0
+
+    def __call__(self, theta: Any, keys: Any, on_phase: Any = None, *, per_run: bool = False):
+        n = keys.shape[0]
+        self._groups, self._group = self.padded(n) // self.group_size(n), 0
+        return super().__call__(theta, keys, on_phase, per_run=per_run)
+
+    def _program(self, mesh: Any, per_run: bool) -> Any:
+        if not hasattr(self.trainer, "run_range"):
+            return super()._program(mesh, per_run)
+        return _Segmented(self, mesh, per_run)
+
+    def _segment_done(self, updates_done: int, num_updates: int) -> None:
+        fraction = (self._group + updates_done / num_updates) / self._groups
+        self.on_progress(min(1.0, fraction))
+        if updates_done == num_updates:
+            self._group += 1
+
+
+class _Segmented:
+    """Stands in for the runner's jitted program: `.lower(θ, states).compile()` compiles the
+    segment and finish programs; calling the result runs one group of runs, segment by segment."""
+
+    def __init__(self, runner: ProgressRunner, mesh: Any, per_run: bool) -> None:
+        import jax
+        from jax.sharding import PartitionSpec as P
+
+        self.runner, self.mesh = runner, mesh
+        trainer, out, chunk = runner.trainer, runner._output, runner.chunk
+        self.num_updates = trainer.cfg.num_updates
+
+        def segment(theta, states, metrics, start, stop):
+            def one(th, s, m):
+                return trainer.run_range(th, s, m, start, stop)
+
+            if chunk == 1:  # unbatched, one run after another, as the runner's program
+                if per_run:
+                    return jax.lax.map(lambda x: one(*x), (theta, states, metrics))
+                return jax.lax.map(lambda x: one(theta, *x), (states, metrics))
+            return jax.vmap(one, in_axes=(0 if per_run else None, 0, 0))(theta, states, metrics)
+
+        def finish(metrics):
+            def one(m):
+                return out(trainer.finish(m))
+
+            return jax.lax.map(one, metrics) if chunk == 1 else jax.vmap(one)(metrics)
+
+        theta_spec = P(AXIS) if per_run else P()
+        self.segment = jax.jit(
+            jax.shard_map(
+                segment,
+                mesh=mesh,
+                in_specs=(theta_spec, P(AXIS), P(AXIS), P(), P()),
+                out_specs=(P(AXIS), P(AXIS)),
+                check_vma=False,
+            )
+        )
+        self.finish = jax.jit(
+            jax.shard_map(
+                finish, mesh=mesh, in_specs=(P(AXIS),), out_specs=P(AXIS), check_vma=False
+            )
+        )
+
+    def lower(self, theta: Any, states: Any) -> _Segmented:
+        self.abstract = (theta, states)
+        return self
+
+    def compile(self) -> _Compiled:
+        import jax
+        import numpy as np
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        theta, states = self.abstract
+        group = jax.tree.leaves(states)[0].shape[0]
+        sharded = NamedSharding(self.mesh, P(AXIS))
+        metrics = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct((group, *x.shape), x.dtype, sharding=sharded),
+            jax.eval_shape(self.runner.trainer.empty_metrics),
+        )
+        bound = jax.ShapeDtypeStruct((), np.int32)
+        segment = self.segment.lower(theta, states, metrics, bound, bound).compile()
+        finish = self.finish.lower(metrics).compile()
+        return _Compiled(self, segment, finish, metrics)
+
+
+class _Compiled:
+    """One group of runs, segment by segment, reporting after each."""
+
+    def __init__(self, program: _Segmented, segment: Any, finish: Any, metrics: Any) -> None:
+        self.program, self.segment, self.finish, self.metrics = program, segment, finish, metrics
+
+    def __call__(self, theta: Any, states: Any) -> Any:
+        import jax
+        import numpy as np
+
+        runner, n = self.program.runner, self.program.num_updates
+        metrics = jax.tree.map(
+            lambda a: jax.device_put(np.zeros(a.shape, a.dtype), a.sharding), self.metrics
+        )
+        done, size = 0, 1
+        while done < n:
+            stop = min(n, done + size)
+            t0 = time.perf_counter()
+            states, metrics = self.segment(theta, states, metrics, np.int32(done), np.int32(stop))
+            jax.block_until_ready(metrics)
+            per_update = (time.perf_counter() - t0) / (stop - done)
+            size = max(1, int(runner.segment_s / max(per_update, 1e-9)))
+            done = stop
+            runner._segment_done(done, n)
+        return self.finish(metrics)

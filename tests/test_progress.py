@@ -1,0 +1,87 @@
+"""Progress of long runs: `metarl evaluate` runs in host-side segments (`rl/progress.py`) with the
+same results as in one program, and the study scripts of examples/ parse and refuse bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from metarl_cli.cli._progress import duration_text, steps_text
+from metarl_cli.envs import make_env
+from metarl_cli.rl import ppo
+from metarl_cli.rl.parallel import ShardedRunner, make_mesh
+from metarl_cli.rl.progress import ProgressRunner
+from metarl_cli.rl.slots import Theta
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    cfg = tiny_config("classic/cartpole", num_envs=4, num_steps=8)
+    cfg = cfg.model_copy(update={"total_timesteps": 4 * 8 * 7})  # 7 updates
+    return ppo.make_train(cfg, make_env(cfg))
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_segmented_runs_equal_one_program_bit_for_bit(trainer, chunk):
+    keys = jax.random.split(jax.random.key(5), 3)  # 3 runs on 2 devices: padding
+    plain, _ = ShardedRunner(trainer, make_mesh(3), chunk=chunk)(Theta(), keys)
+    seen: list[float] = []
+    # segment_s=0: every segment is one update, the most boundaries a run can have
+    mesh = make_mesh(3)
+    runner = ProgressRunner(trainer, mesh, chunk=chunk, on_progress=seen.append, segment_s=0)
+    split, _ = runner(Theta(), keys)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(split), strict=True):
+        np.testing.assert_array_equal(a, b)
+    groups = runner.padded(3) // runner.group_size(3)
+    assert len(seen) == 7 * groups and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_progress_text():
+    assert [steps_text(x) for x in (789, 45_600, 1_234_567)] == ["789", "45.6k", "1.23M"]
+    assert [duration_text(s) for s in (42, 185, 3720)] == ["42s", "3m05s", "1h02m"]
+
+
+def test_study_scripts_parse_and_refuse_a_bad_scale(tmp_path):
+    scripts = sorted((ROOT / "examples").glob("*.sh"))
+    assert {p.name for p in scripts} >= {"lpo.sh", "nofeat.sh", "open_ff.sh", "open.sh"}
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "lpo.sh")],
+        env={"PATH": "/usr/bin:/bin", "SCALE": "huge", "OUT": str(tmp_path / "out")},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: SCALE must be tiny, cpu or paper, got 'huge'"
+    ]
+
+
+def test_third_party_log_lines_stay_off_the_terminal_unless_verbose():
+    from metarl_cli.cli._quiet import quiet_third_party
+
+    env: dict[str, str] = {}
+    quiet_third_party(True, env)
+    assert env == {}
+    quiet_third_party(False, env)
+    assert env == {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    mine = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    quiet_third_party(False, mine)
+    assert mine == {"TF_CPP_MIN_LOG_LEVEL": "0"}  # the user's setting wins
+    # XLA honours that level: its INFO lines (level 0, hundreds for one jit) all disappear
+    code = "import jax; jax.jit(lambda x: x + 1)(1.0)"
+    for level, noisy in (("0", True), (env["TF_CPP_MIN_LOG_LEVEL"], False)):
+        env2 = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": level, "JAX_PLATFORMS": "cpu"}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env2, capture_output=True, text=True, check=True
+        )
+        assert ("pjrt_client.cc" in proc.stderr) is noisy, proc.stderr[-500:]
