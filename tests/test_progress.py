@@ -34,14 +34,32 @@ def test_segmented_runs_equal_one_program_bit_for_bit(trainer, chunk):
     keys = jax.random.split(jax.random.key(5), 3)  # 3 runs on 2 devices: padding
     plain, _ = ShardedRunner(trainer, make_mesh(3), chunk=chunk)(Theta(), keys)
     seen: list[float] = []
-    # segment_s=0: every segment is one update, the most boundaries a run can have
+    # segment_s=0 etc.: segments of one update after the probes, the most boundaries there are
     mesh = make_mesh(3)
-    runner = ProgressRunner(trainer, mesh, chunk=chunk, on_progress=seen.append, segment_s=0)
+    runner = ProgressRunner(
+        trainer,
+        mesh,
+        chunk=chunk,
+        on_progress=seen.append,
+        segment_s=0,
+        fixed_share=float("inf"),
+        short_s=0,
+    )
     split, _ = runner(Theta(), keys)
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(split), strict=True):
         np.testing.assert_array_equal(a, b)
     groups = runner.padded(3) // runner.group_size(3)
-    assert len(seen) == 7 * groups and seen == sorted(seen) and seen[-1] == 1.0
+    # per group: probes of 1 and 2 updates, then 4 segments of 1
+    assert len(seen) == 6 * groups and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_segments_are_sized_so_their_fixed_cost_stays_small(trainer):
+    runner = ProgressRunner(trainer, make_mesh(2), on_progress=lambda f: None)
+    # probes of 1 and 2 updates took 1.0 and 1.5 s: 0.5 s per update, 0.5 s fixed per segment
+    assert runner.segment_size(1.0, 1.5, remaining=1000) == 100  # fixed cost <= 1 % of each
+    assert runner.segment_size(0.51, 1.01, remaining=1000) == 4  # no fixed cost: 2 s segments
+    assert runner.segment_size(1.0, 1.5, remaining=40) == 40  # 20 s left: one segment
+    assert runner.segment_size(1.0, 0.8, remaining=1000) == 5  # noisy probes: 0.4 s/update
 
 
 def test_progress_text():

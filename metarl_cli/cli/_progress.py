@@ -45,6 +45,7 @@ class EvalProgress:
             TextColumn("{task.fields[stats]}"),
             console=err,
             transient=True,
+            refresh_per_second=4,  # the numbers change about once a second
         )
         self.task = self.progress.add_task("starting", total=None, stats="")
         self.started = time.monotonic()

@@ -160,7 +160,7 @@ class _Reporter(BarReporter):
 
     def __init__(self, total: int, done: int) -> None:
         self.total = total
-        super().__init__("metagrad", total, done, "compiling")
+        super().__init__("metagrad", total, done, "compiling", eta=True)
 
     def step(self, r: dict[str, Any]) -> None:
         self.progress.update(self.task, completed=r["step"], stats=_line(r, self.total)[5:])
