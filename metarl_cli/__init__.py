@@ -5,6 +5,7 @@ The public API is small and imports lazily; the CLI (`metarl`) is built on it.
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
 from metarl_cli._version import __version__
 
 __all__ = [
@@ -18,26 +19,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # Lazy so that `import metarl_cli` (and `metarl --help`) never imports JAX.
-    if name in ("TrainConfig", "build_config"):
-        from metarl_cli import config
-
-        return getattr(config, name)
-    if name == "make_env":
-        from metarl_cli.envs import make_env
-
-        return make_env
-    if name == "make_train":
-        from metarl_cli.rl.ppo import make_train
-
-        return make_train
-    if name == "Theta":
-        from metarl_cli.rl.slots import Theta
-
-        return Theta
-    if name == "evaluate":
-        from metarl_cli.evaluation import evaluate
-
-        return evaluate
-    raise AttributeError(f"module 'metarl_cli' has no attribute {name!r}")
+# Lazy so that `import metarl_cli` (and `metarl --help`) never imports JAX.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Theta": "metarl_cli.rl.slots",
+        "TrainConfig": "metarl_cli.config",
+        "build_config": "metarl_cli.config",
+        "evaluate": "metarl_cli.evaluation",
+        "make_env": "metarl_cli.envs",
+        "make_train": "metarl_cli.rl.ppo",
+    },
+)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from metarl_cli.registry import Registry
+from metarl_cli.rl.lpg_train import ROLLOUT_DEFAULTS
 from metarl_cli.rl.slots import AdamOptimiser, SGDOptimiser, fill_slots
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A hand-designed algorithm: builds the trainer's slots from a `TrainConfig`."""
+    """A hand-designed algorithm: builds the trainer's slots from a `TrainConfig`.
+
+    `train_defaults`: `TrainConfig` values it runs with unless the user sets them
+    (`learned/trainers.py`; A2C: LPG's 64 x 20 rollouts).
+    """
 
     name: str
     description: str
     build: Callable[[Any], Any]  # cfg -> Slots
+    train_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 def _ppo(cfg: Any) -> Any:
@@ -49,5 +55,10 @@ BASELINES.register(
 BASELINES.register("sgd", Baseline("sgd", "PPO + SGD at the paper's per-env SGD rate", _sgd))
 BASELINES.register(
     "a2c",
-    Baseline("a2c", "A2C with the LPG agent (LPG's hand-designed reference, Oh et al.)", _a2c),
+    Baseline(
+        "a2c",
+        "A2C with the LPG agent (LPG's hand-designed reference, Oh et al.), 64 x 20 rollouts",
+        _a2c,
+        train_defaults=ROLLOUT_DEFAULTS,
+    ),
 )

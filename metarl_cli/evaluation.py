@@ -21,7 +21,9 @@ from metarl_cli.baselines import BASELINES
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.envs import make_env
 from metarl_cli.errors import ArtefactError, ConfigError, UnknownNameError
+from metarl_cli.learned.base import get_algorithm
 from metarl_cli.learned.loader import load_kernel
+from metarl_cli.learned.trainers import train_defaults
 from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean, provenance
 
 # Modules, not names: tests replace `ppo.make_train` and `parallel.ShardedRunner`.
@@ -67,6 +69,20 @@ def resolve_target(
         **provenance(manifest, tensors),
     )
     return record, build, theta
+
+
+def _runs_as(record: Target) -> Any:
+    """The baseline or learned algorithm a target runs as (its `train_defaults`: LPG and A2C
+    train on 64 x 20 rollouts, not the env's PPO preset)."""
+    if record.kind == "baseline":
+        return BASELINES.get(record.name)
+    return get_algorithm(str(record.algorithm))
+
+
+def target_train_defaults(target: str, expect_algorithm: str | None = None) -> dict[str, Any]:
+    """The `TrainConfig` values `target` (a baseline name or an artefact path, verified) runs
+    with by default, beneath a config file and `--set` (`build_configs`' `defaults`)."""
+    return train_defaults(_runs_as(resolve_target(target, expect_algorithm)[0]))
 
 
 def scaled_timesteps(
@@ -130,7 +146,7 @@ def evaluate(
         chunk: runs vmapped together per device (None: all; 1: unbatched, results that do
             not depend on the number of devices).
         timesteps: budget per run (overrides the preset).
-        overrides: `--set` values; file_values: `--config` file values.
+        overrides: `--set` values; file_values: `--config` values (over `train_defaults`).
         on_event: `on_event(env_id, phase)` for progress ("compiling", "running", "done").
         on_progress: `on_progress(env_id, fraction)` as the run advances (the run is split
             into segments on the host, `rl/progress.py`; the results are the same).
@@ -145,12 +161,9 @@ def evaluate(
     run_key_data(stream, seed, num_runs)  # a bad seed or stream fails before anything runs
     record, build_slots, theta = resolve_target(target, expect_algorithm)
     configs = build_configs(
-        env_ids,
-        timesteps=timesteps,
-        timesteps_scale=timesteps_scale,
-        overrides=overrides,
-        file_values=file_values,
-    )
+        env_ids, timesteps=timesteps, timesteps_scale=timesteps_scale, overrides=overrides,
+        file_values=file_values, defaults=train_defaults(_runs_as(record)),  # LPG: 64 x 20
+    )  # fmt: skip
     keys = run_keys(stream, seed, num_runs)
     env_results = []
     for cfg in configs:
@@ -212,11 +225,14 @@ def build_configs(
     timesteps_scale: float | None = None,
     overrides: dict[str, Any] | None = None,
     file_values: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> list[TrainConfig]:
     """Validated configs for every env before anything runs (budget: preset, `timesteps` or
-    `timesteps_scale` x the configured budget)."""
+    `timesteps_scale` x the configured budget). `defaults`: the target's `train_defaults`,
+    above the preset and beneath `file_values` and `overrides`."""
     if timesteps is not None and timesteps_scale is not None:
         raise ConfigError("pass --timesteps or --timesteps-scale, not both")
+    file_values = {**(defaults or {}), **(file_values or {})}
     configs = []
     for env_id in env_ids:
         budget = timesteps

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from metarl_cli.cli.app import main
+from metarl_cli.learned.distillation import DistilOptions
 
 PACKAGE = Path(__file__).resolve().parent.parent / "metarl_cli"
 ALGORITHM_IDS = {"lpo", "open", "open_ff", "nofeat", "lpg"}
@@ -135,7 +136,7 @@ def test_every_distillation_problem_compares_teacher_and_student_alike(name):
 
     alg = get_algorithm(name)
     arch = alg.default_architecture("brax")
-    problem = alg.distillation_problem(seq_len=3, schedule=(4, 2, 2))
+    problem = alg.distillation_problem(DistilOptions(seq_len=3, schedule=(4, 2, 2)))
     student = problem.init_student(jax.random.key(1), arch)
     batch = problem.sample(jax.random.key(2), 16)
     teacher_out = problem.outputs(alg.init(jax.random.key(3), **arch), arch, batch)
@@ -291,8 +292,8 @@ class ToyAlgorithm:
 
         return check_drift(kernel, theta, clip_eps=clip_eps)
 
-    def distillation_problem(self, *, target=None, clip_eps=0.2, seq_len=None, schedule=None):
-        del target, clip_eps, seq_len, schedule
+    def distillation_problem(self, options=None):
+        del options
         return _toy_problem(self)
 
 

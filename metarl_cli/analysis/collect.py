@@ -41,11 +41,19 @@ def env_name(env_id: str) -> str:
     return _SHORT.get(env_id, env_id.split("/")[-1])
 
 
+def is_gridworld_set(env_ids: tuple[str, ...] | list[str]) -> bool:
+    """Whether every env is a gridworld level distribution (LPG's Figure 5, Supplement F)."""
+    return bool(env_ids) and all(e.startswith("gridworld/") for e in env_ids)
+
+
 def env_set_name(env_ids: tuple[str, ...] | list[str]) -> str:
-    """ "Ant", "MinAtar", or a list of short names."""
+    """ "Ant", "MinAtar", "Grids" (gridworld distributions, as the paper's Figures 5 and
+    15-17 say), or a list of short names."""
     named = _SUITE_SETS.get(frozenset(env_ids))
     if named:
         return named
+    if is_gridworld_set(env_ids):
+        return "Grids"
     names = [env_name(e) for e in env_ids]
     return names[0].capitalize() if len(names) == 1 else ", ".join(names)
 

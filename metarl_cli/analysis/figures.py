@@ -3,8 +3,9 @@
 (a) `aggregate_figure`: IQM with 95% CIs per meta-learning algorithm, In / Out Of
 Distribution panels (paper Figures 2-6); (b) `per_env_figure`: the same per environment on raw
 returns (Figures 7-14); (c) `curves_figure`: learning curves; (d) `gradient_figure`: the LPO
-objective's slope in r over ratio x advantage (Figures 18-19). Each returns a `Figure`;
-`render` writes it as PNG and SVG.
+objective's slope in r over ratio x advantage (Figures 18-19); (e) `interval_grid`: Supplement
+F's Figures 15-17, one o.o.d. panel per algorithm meta-trained on gridworlds. Each returns a
+`Figure`; `render` writes it as PNG and SVG.
 """
 
 from __future__ import annotations
@@ -138,10 +139,22 @@ def per_env_figure(
     title: str, envs: list[tuple[str, list[Bar]]], colors: dict[str, str], ylabel: str = "Return"
 ) -> object:
     """(b) One panel per environment: IQM of raw final returns with 95% CIs."""
+    return interval_grid(title, envs, colors, ylabel)
+
+
+def interval_grid(
+    title: str,
+    panels: list[tuple[str, list[Bar]]],
+    colors: dict[str, str],
+    ylabel: str,
+    panel_width: float = 2.3,
+) -> object:
+    """Interval panels on `_panel_grid`, one legend below: (b) and (e), the paper's Figures
+    15-17 side by side (one panel per algorithm meta-trained on gridworlds)."""
     with _style():
-        fig, axes, cols, width = _panel_grid(len(envs), 2.3)
+        fig, axes, cols, width = _panel_grid(len(panels), panel_width)
         labels: list[str] = []
-        for k, (name, bars) in enumerate(envs):
+        for k, (name, bars) in enumerate(panels):
             _interval_panel(axes[k], bars, colors, ylabel if k % cols == 0 else "")
             axes[k].set_title(name)
             labels += [b.label for b in bars if b.label not in labels]

@@ -4,9 +4,15 @@ embedded as base64 PNGs, with links to the PNG and SVG files beside it)."""
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
+import json
 from typing import Any
 
+import numpy as np
+
+from metarl_cli.analysis import suppf
 from metarl_cli.analysis.collect import env_name
 
 _METHOD = (
@@ -80,6 +86,24 @@ def _study_section(rep, study, written: list[dict[str, Any]]) -> Section:
     return (study.title, blocks)
 
 
+def _supplement_f_section(rep, written: list[dict[str, Any]]) -> Section:
+    """Figures 15-17 side by side, then their rows (one panel per algorithm)."""
+    blocks: list[Any] = [("figure", w) for w in written if w["section"] == suppf.SECTION]
+    rows = [
+        [
+            title.replace("\n", ": "),
+            r["approach"],
+            _num(r["iqm"]),
+            _ci(r),
+            f"{r['n']} ({r['tasks']} envs)",
+        ]
+        for title, rs in rep.supplement_f
+        for r in rs
+    ]
+    blocks.append(("table", ["panel", "approach", "IQM", "95% CI", "scores"], rows))
+    return (suppf.SECTION, blocks)
+
+
 def _per_env_section(rep) -> Section:
     """Returns and timings of every approach on every environment."""
     rows = []
@@ -103,6 +127,8 @@ def _sections(rep, written: list[dict[str, Any]]) -> list[Section]:
     ("code", title, text) / ("text", str) / ("list", items)."""
     out = [_inputs_section(rep)]
     out += [_study_section(rep, s, written) for s in rep.studies]
+    if rep.supplement_f:
+        out.append(_supplement_f_section(rep, written))
     out.append(_per_env_section(rep))
     grads = [("figure", w) for w in written if w["section"] == "LPO gradients"]
     if grads:
@@ -200,3 +226,29 @@ def html_report(rep, written: list[dict[str, Any]]) -> str:
                 parts.append(f"<h3>{e(b[1])}</h3><pre><code>{e(b[2])}</code></pre>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _finite(data: Any) -> Any:
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(data, float):
+        return data if np.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def as_json(data: Any) -> str:
+    """Strict, indented JSON (NaN and inf written as null)."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def as_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV with a header of the first row's keys ("" for no rows)."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()

@@ -10,9 +10,6 @@ CSV/JSON tables and `summary.json`.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import platform
 import warnings
 from dataclasses import dataclass, field
@@ -22,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from metarl_cli.analysis import figures as F
+from metarl_cli.analysis import suppf
 from metarl_cli.analysis.collect import Entry, Study, artefact_path, env_name, group_studies
 from metarl_cli.analysis.collect import load_entries as _load
 from metarl_cli.analysis.gradients import kernel_of, objective_gradient, ppo_drift
 from metarl_cli.analysis.normalise import Normalisation, resolve, returns
-from metarl_cli.analysis.render import html_report, markdown_report
+from metarl_cli.analysis.render import as_csv, as_json, html_report, markdown_report
 from metarl_cli.analysis.stats import DEFAULT_REPS, interval_estimate
 from metarl_cli.analysis.tables import programs, table1
 from metarl_cli.config import normaliser_note
@@ -62,6 +60,8 @@ class Report:
     programs: list[dict[str, str]] = field(default_factory=list)
     figures: list[FigureOut] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Supplement F (Figures 15-17): [(panel title, aggregate rows)], empty without gridworld studies
+    supplement_f: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def _env_order(entries: list[Entry]) -> list[str]:
@@ -221,6 +221,10 @@ def _figures(rep: Report, gradients: bool) -> None:
                 s.title,
             )
         )
+    rep.supplement_f = suppf.panels(rep.studies, rep.aggregate, rep.notes)
+    if rep.supplement_f:
+        out = suppf.figure(rep.supplement_f, _bar, colors, rep.norm.axis_label, how, rep.reps)
+        rep.figures.append(FigureOut(*out, suppf.SECTION))
     if gradients:
         for algorithm, entries in _drift_entries(rep.entries).items():
             fig = _gradient_figure(algorithm, entries, rep.notes)
@@ -331,11 +335,11 @@ def write_report(rep: Report, out_dir: Path, *, force: bool) -> dict[str, Any]:
         ("per_env", rep.per_env),
         ("table1", rep.table1),
     ):
-        atomic_write_text(out_dir / f"{name}.csv", _csv(rows), force=force)
-        atomic_write_text(out_dir / f"{name}.json", _json(rows), force=force)
-    atomic_write_text(out_dir / "programs.json", _json(rep.programs), force=force)
+        atomic_write_text(out_dir / f"{name}.csv", as_csv(rows), force=force)
+        atomic_write_text(out_dir / f"{name}.json", as_json(rows), force=force)
+    atomic_write_text(out_dir / "programs.json", as_json(rep.programs), force=force)
     summary = summary_of(rep, written, out_dir)
-    atomic_write_text(out_dir / "summary.json", _json(summary), force=force)
+    atomic_write_text(out_dir / "summary.json", as_json(summary), force=force)
     atomic_write_text(out_dir / "report.md", markdown_report(rep, written), force=force)
     atomic_write_text(out_dir / "index.html", html_report(rep, written), force=force)
     return summary
@@ -373,27 +377,3 @@ def summary_of(rep: Report, written: list[dict[str, Any]], out_dir: Path) -> dic
         "notes": rep.notes,
         "machine": platform.platform(),
     }
-
-
-def _finite(data: Any) -> Any:
-    """NaN/inf -> None, recursively (strict JSON)."""
-    if isinstance(data, float):
-        return data if np.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
-
-
-def _json(data: Any) -> str:
-    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n"
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()

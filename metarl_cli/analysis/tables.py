@@ -3,7 +3,8 @@
 Table 1 rates each meta-learning algorithm on samples, meta-train time, meta-test time,
 interpretability and scalability. Here every row is one evaluated kernel and each column is
 measured where the files record it: samples and meta-train wall time from the artefact's
-manifest (ES writes `env_steps` and `wall_s`), meta-test time from the result's timings,
+manifest (ES and LPG's meta-gradients write `env_steps` and `wall_s`; a meta-gradient row says
+so in its approach), meta-test time from the result's timings,
 interpretability from the form (neural low, symbolic medium, code high) with the program's size.
 Scalability cannot be measured from one run; the column gives the kernel's number of inputs and
 the paper's rating of its meta-learning algorithm.
@@ -28,6 +29,9 @@ PAPER_SCALABILITY = {
     "Symbolic Distillation": "bad",
     "LLM Proposal": "medium",
 }
+# How a black-box kernel was learned, said in Table 1 where an algorithm's study may hold both
+# (LPG: meta-gradients, the paper's; or ES, `train es --algo lpg`).
+_HOW_BLACK_BOX = {"metagrad": "meta-gradients"}
 _NO_ONLINE_SAMPLES = ("distil", "distill", "distillation", "symbolic")
 
 
@@ -106,10 +110,14 @@ def table1_row(study: Study, entry: Entry) -> dict[str, Any]:
     if inputs is None and t.algorithm and t.form == "neural":
         inputs = len(get_algorithm(t.algorithm).spec.features)
     rating = PAPER_SCALABILITY.get(entry.method)
+    approach = entry.label
+    if t.meta_learner in _HOW_BLACK_BOX and approach.startswith(entry.method):  # not relabelled
+        how = f"{entry.method} ({_HOW_BLACK_BOX[t.meta_learner]})"  # LPG's: meta-gradients
+        approach = how + approach[len(entry.method) :]
     scal = [f"{inputs} inputs" if inputs is not None else "", f"paper: {rating}" if rating else ""]
     return {
         "study": study.title,
-        "approach": entry.label,
+        "approach": approach,
         "algorithm": display_name(t.algorithm) if t.algorithm else t.name,
         "form": form,
         "samples": samples,

@@ -15,32 +15,24 @@ import typer
 from metarl_cli.cli._output import err
 
 PANEL = "Multi-process (docs/distributed.md)"
+
+
+def _option(envvar: str, help: str) -> Any:
+    """A multi-process option, also read from `envvar` (shown in --help)."""
+    return typer.Option(envvar=envvar, help=help, rich_help_panel=PANEL, show_envvar=True)
+
+
 CoordinatorOpt = Annotated[
     str | None,
-    typer.Option(
-        envvar="METARL_COORDINATOR",
-        help="HOST:PORT of process 0 (it listens there) in a multi-process run.",
-        rich_help_panel=PANEL,
-        show_envvar=True,
+    _option(
+        "METARL_COORDINATOR", "HOST:PORT of process 0 (it listens there) in a multi-process run."
     ),
 ]
 NumProcessesOpt = Annotated[
-    int | None,
-    typer.Option(
-        envvar="METARL_NUM_PROCESSES",
-        help="Processes in the run (one per host, or per GPU).",
-        rich_help_panel=PANEL,
-        show_envvar=True,
-    ),
+    int | None, _option("METARL_NUM_PROCESSES", "Processes in the run (one per host, or per GPU).")
 ]
 ProcessIdOpt = Annotated[
-    int | None,
-    typer.Option(
-        envvar="METARL_PROCESS_ID",
-        help="This process, 0 to N-1; 0 writes every file.",
-        rich_help_panel=PANEL,
-        show_envvar=True,
-    ),
+    int | None, _option("METARL_PROCESS_ID", "This process, 0 to N-1; 0 writes every file.")
 ]
 PeerTimeoutOpt = Annotated[
     int,

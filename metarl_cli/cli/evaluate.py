@@ -99,28 +99,26 @@ def evaluate(
         suite, env_ids = resolve_suite(suite)
     else:
         env_ids = resolve_envs("cartpole" if envs is None else envs)
-    overrides = parse_set(set_ or [])
-    file_values = read_config_file(config) if config else None
+    settings: dict[str, Any] = dict(  # what build_configs and the run both take
+        timesteps=timesteps,
+        timesteps_scale=timesteps_scale,
+        overrides=parse_set(set_ or []),
+        file_values=read_config_file(config) if config else None,
+    )
     check_chunk(chunk)
     if output is not None:
         check_writable(output, force=force)  # fail now, not after the run
 
-    from metarl_cli.evaluation import build_configs
+    from metarl_cli.evaluation import build_configs, target_train_defaults
 
-    # Validate every config (and the scaled budgets) before any JAX work.
-    configs = build_configs(
-        env_ids,
-        timesteps=timesteps,
-        timesteps_scale=timesteps_scale,
-        overrides=overrides,
-        file_values=file_values,
-    )
+    # Validate every config (and the scaled budgets) before any JAX work; the target's own
+    # rollout sizes (LPG, A2C: 64 x 20) sit beneath --config and --set.
+    configs = build_configs(env_ids, defaults=target_train_defaults(target, algo), **settings)
 
     steps = {c.env_id: c.env_steps for c in configs}
     result = _run(
-        target, env_ids, steps, num_runs=num_runs, seed=seed, chunk=chunk, timesteps=timesteps,
-        overrides=overrides, file_values=file_values, expect_algorithm=algo,
-        timesteps_scale=timesteps_scale, suite=suite, stream=stream,
+        target, env_ids, steps, num_runs=num_runs, seed=seed, chunk=chunk,
+        expect_algorithm=algo, suite=suite, stream=stream, **settings,
     )  # fmt: skip
     if output is not None:
         from metarl_cli.results import write_result

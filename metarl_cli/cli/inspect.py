@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 # C0 controls but tab and newline, DEL, C1 controls, and the bidirectional-text overrides.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _EXPLAINED = {"import": "imported", "llm": "discovered (LLM)"}
+_METAGRAD_SETTINGS = (
+    "num_agents", "meta_steps", "agent_updates", "lifetime_updates", "agent_preset",
+    "value_baseline", "lpg_max_grad_norm",
+)  # fmt: skip
 
 
 def visible(text: Any) -> str:
@@ -46,6 +50,20 @@ def provenance(manifest: Manifest) -> str:
     kind = _EXPLAINED.get(learner.name, f"meta-learned ({learner.name})")
     source = learner.config.get("source")
     return f"{kind}; source: {source}" if isinstance(source, str) and source else kind
+
+
+def _update_rule_runs(algorithm: str) -> str:
+    """How `evaluate` runs an update rule: its own trainer, at its own rollout sizes."""
+    from metarl_cli.errors import UnknownNameError
+    from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.trainers import train_defaults
+
+    try:
+        sizes = train_defaults(get_algorithm(algorithm))
+    except UnknownNameError:
+        return "its own trainer (algorithm unknown to this version)"
+    shown = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "the env's preset"
+    return f"its own trainer (replaces PPO's update); by default {shown}"
 
 
 def inspect(
@@ -92,6 +110,11 @@ def inspect(
     for key in ("chosen", "chosen_generation", "env_steps", "eval_env_steps", "wall_s"):
         if key in config and not isinstance(config[key], dict | list):
             row(key.replace("_", " "), config[key])
+    settings = [k for k in _METAGRAD_SETTINGS if k in config]
+    if settings:  # a meta-gradient run's scale and its recorded decisions (docs/lpg.md)
+        row("settings", ", ".join(f"{k}={config[k]}" for k in settings))
+    if m.slot == "update_rule":
+        row("runs", _update_rule_runs(m.algorithm))
     row("parent", m.parent_digest or "-")
     params = sum(int(v.size) for v in flat.values())
     row("tensors", f"{len(flat)} tensors, {params:,} parameters")

@@ -79,6 +79,20 @@ SelectOpt = Annotated[
         "[default: best-eval, or final with --eval-runs 0]."
     ),
 ]
+TaskSamplingOpt = Annotated[
+    str,
+    typer.Option(
+        help="Fitness seeds: shared (every member the same, the paper's main runs) or "
+        "antithetic (each ± pair its own: on a gridworld a level per pair, Supplement F)."
+    ),
+]
+FitnessShapingOpt = Annotated[
+    str,
+    typer.Option(
+        help="What OpenAI-ES is told: centered_rank (the paper's main runs) or identity "
+        "(the fitness itself, Supplement F's gridworld runs)."
+    ),
+]
 WandbOpt = Annotated[bool, typer.Option(help="Also log to Weights & Biases.")]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="One line per generation; tracebacks.")
@@ -108,6 +122,8 @@ def es(
     strategy: StrategyOpt = "open_es",
     chunk: ChunkOpt = None,
     select: SelectOpt = None,
+    task_sampling: TaskSamplingOpt = "shared",
+    fitness_shaping: FitnessShapingOpt = "centered_rank",
     run_dir: RunDirOpt = None,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
@@ -130,7 +146,8 @@ def es(
         num_generations=num_generations, popsize=popsize, num_rollouts=num_rollouts, lr=lr,
         lr_decay=lr_decay, lr_limit=lr_limit, noise_level=noise_level,
         sigma_decay=sigma_decay, sigma_limit=sigma_limit, save_every_k=save_every_k,
-        eval_runs=eval_runs, seed=seed, chunk=chunk,
+        eval_runs=eval_runs, seed=seed, chunk=chunk, task_sampling=task_sampling,
+        fitness_shaping=fitness_shaping,
     )  # fmt: skip
     from metarl_cli.meta.es.train import plan_es
 
@@ -331,8 +348,9 @@ def _resume_command(plan: Any, extra: list[str] | None = None) -> str:
     cfg = plan.cfg
     parts = ["metarl", "train", "es", "--algo", cfg.algo, "--envs", ",".join(cfg.envs)]
     parts += ["-o", str(plan.output), "--run-dir", str(plan.run_dir.path)]
-    if "hidden" in cfg.architecture:
-        parts += ["--hsize", str(cfg.architecture["hidden"])]
+    hsize = cfg.architecture.get("hidden", cfg.architecture.get("gru"))  # LPG: its GRU
+    if hsize is not None:
+        parts += ["--hsize", str(hsize)]
     if cfg.timesteps is not None:
         parts += ["--timesteps", str(cfg.timesteps)]
     for key, value in cfg.overrides.items():

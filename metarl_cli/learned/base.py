@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol, cast
 from metarl_cli.artefacts.manifest import Slot
 from metarl_cli.config import TrainConfig
 from metarl_cli.errors import ArtefactError, ConfigError, KernelError
+from metarl_cli.learned.distillation import DistilOptions
 from metarl_cli.learned.exported import ExportedKernel, KernelSignature
 from metarl_cli.learned.source_check import check_parameters
 from metarl_cli.learned.symbolic import compile_symbolic
@@ -193,15 +194,18 @@ class LearnedAlgorithm(Protocol):
         smaller students)."""
         ...
 
-    def init(self, *args: Any, **architecture: Any) -> Any:
-        """`init(key, **architecture)`: freshly initialised meta-parameters theta for
-        `architecture` (a distilled student's start; its shapes are what an artefact's tensors
-        must have)."""
+    # `init` and `initial_theta` take a PRNG key and the architecture as keywords, each
+    # algorithm its own (`hidden=`, `gru=`, ...): `*args: Any, **architecture: Any` is how a
+    # Protocol accepts any such keywords (mypy reads it as `...`).
+
+    def init(self, key: Any, /, *args: Any, **architecture: Any) -> Any:
+        """Freshly initialised meta-parameters theta for `architecture` (a distilled student's
+        start; its shapes are what an artefact's tensors must have)."""
         ...
 
-    def initial_theta(self, *args: Any, **architecture: Any) -> Any:
-        """`initial_theta(key, **architecture)`: where meta-learning starts, the ES search mean
-        at generation 0 (the paper's all-zero vector: LPO at PPO's drift)."""
+    def initial_theta(self, key: Any, /, *args: Any, **architecture: Any) -> Any:
+        """Where meta-learning starts from `key` and `architecture`: the ES search mean at
+        generation 0 (the paper's all-zero vector: LPO at PPO's drift)."""
         ...
 
     def kernel(
@@ -222,14 +226,7 @@ class LearnedAlgorithm(Protocol):
         drift conditions); [] when there are none or nothing is checked."""
         ...
 
-    def distillation_problem(
-        self,
-        *,
-        target: str | None = None,
-        clip_eps: float = 0.2,
-        seq_len: int | None = None,
-        schedule: tuple[int, int, int] | None = None,
-    ) -> Any:
+    def distillation_problem(self, options: DistilOptions = DistilOptions()) -> Any:
         """Its black-box distillation problem (a `learned.distillation.DistillationProblem`);
         the options it does not list in `distil_options` are ignored."""
         ...
@@ -272,15 +269,6 @@ class LearnedAlgorithm(Protocol):
         """Drift algorithms: the symbolic inputs that depend on the ratio r, at `ratio` (a
         program minus itself at r = 1 vanishes there)."""
         ...
-
-
-class OptimiserChecks:
-    """Mixin for optimiser-slot algorithms: nothing about an update rule is checked."""
-
-    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
-        """Nothing is checked for an optimiser: []."""
-        del kernel, theta, clip_eps
-        return []
 
 
 ALGORITHMS: Registry[LearnedAlgorithm] = Registry("learned algorithm")

@@ -23,6 +23,22 @@ _CHUNK = 65536
 
 
 @dataclass(frozen=True)
+class DistilOptions:
+    """The options of `distil` an algorithm's distillation problem may read (each algorithm
+    lists those it reads in `distil_options`; it ignores the rest).
+
+    `target`: what LPO's student imitates ("value" or "grad"); `clip_eps`: the drift's clip
+    range; `seq_len`: recurrent OPEN's rollout length; `schedule`: (updates, epochs,
+    minibatches) of the runs whose steps recurrent OPEN's rollouts imitate.
+    """
+
+    target: str | None = None
+    clip_eps: float = 0.2
+    seq_len: int | None = None
+    schedule: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
 class DistillationProblem:
     """Base: data from the algorithm's sampler, the held-out set from a fixed key.
 

@@ -26,6 +26,29 @@ def manifest_for(algorithm: LearnedAlgorithm, form: Form = "neural", **fields: A
     )
 
 
+def learned_manifest(
+    algorithm: LearnedAlgorithm,
+    learner: str,
+    config: dict[str, Any],
+    *,
+    architecture: dict[str, Any],
+    training_envs: list[str],
+    generation: int,
+    **fields: Any,
+) -> Manifest:
+    """The manifest of `algorithm` meta-learned by `learner` (its id in `meta/scaffold.py`)
+    with `config` (its settings, seeds and costs) on `training_envs`, after `generation`;
+    `fields` as in `manifest_for` (fitness summary, parent digest, notes)."""
+    return manifest_for(
+        algorithm,
+        architecture=architecture,
+        meta_learner=MetaLearnerInfo(name=learner, config=config),
+        training_envs=list(training_envs),
+        generation=generation,
+        **fields,
+    )
+
+
 def save_learned(
     path: str | Path,
     algorithm: LearnedAlgorithm,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +61,6 @@ class LoadedKernel:
         """The trainer's θ: the neural kernel's weights in its slot, nothing elsewhere."""
         if self.form != "neural":
             return Theta()
-        if self.algorithm.slot == "update_rule":  # its own trainer takes the rule's θ as is
-            return cast(Theta, jax.tree.map(jnp.asarray, self.tensors))
         return Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, self.tensors))
 
     def kernel(self, cfg: TrainConfig | None) -> DriftSlot | OptimiserSlot:

@@ -31,9 +31,10 @@ from metarl_cli.learned.base import (
     no_foreign_checkpoint,
     no_ratio_inputs,
 )
-from metarl_cli.learned.distillation import DistillationProblem
+from metarl_cli.learned.distillation import DistillationProblem, DistilOptions
 from metarl_cli.learned.exported import KernelSignature
 from metarl_cli.learned.lpg_network import apply_lpg, init_lpg
+from metarl_cli.rl.lpg_train import ROLLOUT_DEFAULTS
 
 Y_DIM = 8
 ROLLOUT = 20  # LPG "rolls out for only 20 steps at a time" (paper §7.4)
@@ -144,6 +145,12 @@ class LPG:
     symbolic_function: SymbolicFunction = SYMBOLIC_FUNCTION
 
     @property
+    def train_defaults(self) -> dict[str, int]:
+        """LPG's rollouts, 64 envs x 20 steps per update (paper Table 3; `--set` overrides),
+        instead of the env's PPO preset (`learned/trainers.py`)."""
+        return dict(ROLLOUT_DEFAULTS)
+
+    @property
     def code_signature(self) -> KernelSignature:
         """LPG has no code form."""
         raise KernelError(f"LPG has no code form: {CODE_REFUSAL}")
@@ -223,10 +230,10 @@ class LPG:
         del kernel, theta, clip_eps
         return []
 
-    def distillation_problem(self, *, target=None, clip_eps=0.2, seq_len=None, schedule=None):
+    def distillation_problem(self, options: DistilOptions = DistilOptions()) -> LPGProblem:
         """`LPGProblem` over 20-step rollouts, LPG's window in use (paper §7.4); `--rollout`'s
         lengths are recurrent OPEN's and do not change it."""
-        del target, clip_eps, seq_len, schedule
+        del options
         return LPGProblem(self)
 
 

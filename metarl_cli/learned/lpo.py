@@ -30,7 +30,12 @@ from metarl_cli.learned.base import (
     no_foreign_checkpoint,
 )
 from metarl_cli.learned.checks import check_drift
-from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
+from metarl_cli.learned.distillation import (
+    DistillationProblem,
+    DistilOptions,
+    SymbolicData,
+    chunked,
+)
 from metarl_cli.learned.exported import (
     ExportedKernel,
     KernelSignature,
@@ -279,17 +284,9 @@ class LPO:
         """Mirror learning's drift conditions (`learned/checks.py`)."""
         return check_drift(kernel, theta, clip_eps=clip_eps)
 
-    def distillation_problem(
-        self,
-        *,
-        target: str | None = None,
-        clip_eps: float = 0.2,
-        seq_len: int | None = None,
-        schedule: tuple[int, int, int] | None = None,
-    ) -> LPOProblem:
-        """`LPOProblem` for `target` ("value" or "grad") at `clip_eps`."""
-        del seq_len, schedule
-        return LPOProblem(self, target=target or "value", clip_eps=clip_eps)
+    def distillation_problem(self, options: DistilOptions = DistilOptions()) -> LPOProblem:
+        """`LPOProblem` for `options.target` ("value" or "grad") at `options.clip_eps`."""
+        return LPOProblem(self, target=options.target or "value", clip_eps=options.clip_eps)
 
     def symbolic_data(
         self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,

@@ -29,13 +29,16 @@ from metarl_cli.learned.base import (
     ALGORITHMS,
     Feature,
     FeatureSpec,
-    OptimiserChecks,
     SymbolicFunction,
     check_hsize,
     no_foreign_checkpoint,
-    no_ratio_inputs,
 )
-from metarl_cli.learned.distillation import DistillationProblem, SymbolicData, chunked
+from metarl_cli.learned.distillation import (
+    DistillationProblem,
+    DistilOptions,
+    SymbolicData,
+    chunked,
+)
 from metarl_cli.learned.exported import (
     ExportedKernel,
     KernelSignature,
@@ -47,8 +50,8 @@ from metarl_cli.learned.perparam import (
     DECAYS,
     EXP_MULT,
     MOMENTUM_NAMES,
-    OPTIMISER_SYMBOLIC_SEARCH,
     STEP_MULT,
+    OptimiserChecks,
     PerParamOptimiser,
     StatelessRule,
 )
@@ -261,10 +264,6 @@ class NoFeatAlgorithm(OptimiserChecks):
         """No Features has no foreign checkpoint format."""
         no_foreign_checkpoint(self, path)
 
-    def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, Any]:
-        """Drift algorithms only: an optimiser's inputs do not depend on a ratio."""
-        no_ratio_inputs(self)
-
     @property
     def symbolic_variables(self) -> dict[str, str]:
         """Variable name -> meaning of the symbolic form (the spec's features)."""
@@ -305,23 +304,10 @@ class NoFeatAlgorithm(OptimiserChecks):
         """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
         return jax.tree.map(jnp.zeros_like, self.init(key, hidden))
 
-    def distillation_problem(
-        self,
-        *,
-        target: str | None = None,
-        clip_eps: float = 0.2,
-        seq_len: int | None = None,
-        schedule: tuple[int, int, int] | None = None,
-    ) -> NoFeatProblem:
-        """Single updates on synthetic inputs (`NoFeatProblem`)."""
-        del target, clip_eps, seq_len, schedule
+    def distillation_problem(self, options: DistilOptions = DistilOptions()) -> NoFeatProblem:
+        """Single updates on synthetic inputs (`NoFeatProblem`; it reads no options)."""
+        del options
         return NoFeatProblem(self)
-
-    @property
-    def symbolic_search(self) -> dict[str, Any]:
-        """Table 10's search space for learned optimisers."""
-        search = OPTIMISER_SYMBOLIC_SEARCH
-        return {**search, "operators": list(search["operators"])}
 
     def symbolic_data(
         self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,

@@ -37,11 +37,10 @@ from metarl_cli.learned import open_distil
 from metarl_cli.learned.base import (
     ALGORITHMS,
     FeatureSpec,
-    OptimiserChecks,
     SymbolicFunction,
     check_hsize,
-    no_ratio_inputs,
 )
+from metarl_cli.learned.distillation import DistilOptions
 from metarl_cli.learned.exported import (
     ExportedKernel,
     KernelSignature,
@@ -77,8 +76,8 @@ from metarl_cli.learned.open_network import (
 from metarl_cli.learned.perparam import (
     DECAYS,
     EXP_MULT,
-    OPTIMISER_SYMBOLIC_SEARCH,
     STEP_MULT,
+    OptimiserChecks,
     PerParamOptimiser,
     StatelessRule,
 )
@@ -312,37 +311,22 @@ class OpenAlgorithm(OptimiserChecks):
         """ES starts at the zero vector (evosax 0.1's OpenAI-ES, as the original)."""
         return jax.tree.map(jnp.zeros_like, self.init(key, hidden, gru))
 
-    def distillation_problem(
-        self,
-        *,
-        target: str | None = None,
-        clip_eps: float = 0.2,
-        seq_len: int | None = None,
-        schedule: tuple[int, int, int] | None = None,
-    ) -> Any:
-        """Recurrent: sequences of optimiser steps; feed-forward: single updates."""
-        del target, clip_eps
+    def distillation_problem(self, options: DistilOptions = DistilOptions()) -> Any:
+        """Recurrent: sequences of optimiser steps (`options.seq_len`, `options.schedule`);
+        feed-forward: single updates."""
         if not self.recurrent:
             return open_distil.OpenFFProblem(self)
-        updates, epochs, minibatches = schedule or (1220, 4, 8)
+        updates, epochs, minibatches = options.schedule or (1220, 4, 8)
         return open_distil.RecurrentOpenProblem(
-            self, seq_len=seq_len or 100, schedule=(int(updates), int(epochs), int(minibatches))
+            self,
+            seq_len=options.seq_len or 100,
+            schedule=(int(updates), int(epochs), int(minibatches)),
         )
 
     @property
     def symbolic_function(self) -> SymbolicFunction:
         """The readable program's name (Supplement C)."""
         return SymbolicFunction("OPEN_Symbolic")
-
-    @property
-    def symbolic_search(self) -> dict[str, Any]:
-        """Table 10's search space for learned optimisers."""
-        search = OPTIMISER_SYMBOLIC_SEARCH
-        return {**search, "operators": list(search["operators"])}
-
-    def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, Any]:
-        """Drift algorithms only: an optimiser's inputs do not depend on a ratio."""
-        no_ratio_inputs(self)
 
     def symbolic_data(
         self, theta: Any, architecture: dict[str, Any], key: Any, n: int, *, grad_loss: bool,

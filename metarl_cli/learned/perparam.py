@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarl_cli.errors import KernelError
+
 DECAYS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 MOMENTUM_NAMES = tuple(f"m_{str(b).replace('.', '_')}" for b in DECAYS)  # m_0_1 .. m_0_9999
 STEP_MULT = 1e-3  # OPEN's and No Features' lr_step_mult: the unit of their outputs' updates
@@ -243,3 +245,25 @@ class PerParamOptimiser:
             u = u - u.mean()
         new_params = layout.unflatten(p - u)
         return new_params, {"mom": mom, "rule": rule_state, "count": count}
+
+
+class OptimiserChecks:
+    name: str
+
+    """Mixin for optimiser-slot algorithms: nothing about an update rule is checked, the
+    inputs do not depend on a ratio, and Table 10's search space for learned optimisers."""
+
+    @property
+    def symbolic_search(self) -> dict[str, Any]:
+        """Table 10's search space for learned optimisers (a fresh copy)."""
+        search = OPTIMISER_SYMBOLIC_SEARCH
+        return {**search, "operators": list(search["operators"])}
+
+    def symbolic_ratio_inputs(self, ratio: Any) -> dict[str, Any]:
+        """Drift algorithms only: an optimiser's inputs do not depend on a ratio."""
+        raise KernelError(f"{self.name} is an optimiser: its inputs do not depend on a ratio r")
+
+    def validity(self, kernel: Any, theta: Any = None, *, clip_eps: float = 0.2) -> list[str]:
+        """Nothing is checked for an optimiser: []."""
+        del kernel, theta, clip_eps
+        return []

@@ -8,12 +8,8 @@ re-exported here, lazily, so importing this package does not import JAX.
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
+
 __all__ = ["ESConfig", "evolve", "plan_es", "train_es"]
 
-
-def __getattr__(name: str):
-    if name in __all__:
-        from metarl_cli.meta import es
-
-        return getattr(es, name)
-    raise AttributeError(f"module 'metarl_cli.meta' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "metarl_cli.meta.es"))

@@ -5,17 +5,20 @@ a run dir in use (`fsutil.lock_run_dir`, taken when the run is checked and held 
 
 Each meta-learner (`meta/es/rundir.py`, `meta/distil/rundir.py`, `meta/symbolic/rundir.py`,
 `meta/llm/state.py` for discover) subclasses `RunDirBase` and adds its own state: what is saved
-is theirs, how it is saved safely is here.
+is theirs, how it is saved safely is here. The two counted in one unit (ES generations,
+meta-gradient steps) share `CountedRunDir` and a `RunProgress` record.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
+from pydantic import BaseModel
 
 from metarl_cli.errors import ArtefactError, ConfigError, MetarlError
 from metarl_cli.fsutil import LOCK_NAME, atomic_write_bytes, atomic_write_text, lock_run_dir
@@ -228,3 +231,75 @@ class RunDirBase:
         with self.metrics.open("a") as f:
             f.write(json.dumps(record, allow_nan=True) + "\n")
             f.flush()
+
+
+@dataclass
+class RunProgress:
+    """Host-side record of a run counted in one unit, saved in every checkpoint's header;
+    each meta-learner extends it with its counter and its own fields. Fields named in
+    `TENSORS` (arrays, or None) are saved as tensors instead.
+
+    Attributes:
+        evals: periodic evaluations ({counter, "score", ...}).
+        env_steps: env steps of training so far.
+        eval_env_steps: env steps of the periodic evaluations so far.
+        wall_s: wall time of all sessions so far.
+    """
+
+    TENSORS: ClassVar[tuple[str, ...]] = ()
+
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    env_steps: int = 0
+    eval_env_steps: int = 0
+    wall_s: float = 0.0
+
+    def header(self) -> dict[str, Any]:
+        """The fields saved in the checkpoint's JSON header."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.TENSORS}
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The `TENSORS` fields that are set, as tensors."""
+        values = {name: getattr(self, name) for name in self.TENSORS}
+        return {k: np.ascontiguousarray(v) for k, v in values.items() if v is not None}
+
+    @classmethod
+    def restore(cls, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> Self:
+        """The progress that `header()` and `tensors()` saved."""
+        values: dict[str, Any] = {name: tensors.get(name) for name in cls.TENSORS}
+        values |= {f.name: header[f.name] for f in fields(cls) if f.name not in cls.TENSORS}
+        return cls(**values)
+
+
+class CountedRunDir(RunDirBase):
+    """A run dir counted in one unit (ES generations, meta-gradient steps). `COUNTER` names the
+    unit in the checkpoint header, the progress and every metrics line; `PERIODIC` is the
+    artefact written at each checkpoint (formatted with the count); `CONFIG_KEY` is the
+    config's key in `config.json`. A checkpoint's header holds the config, the progress and
+    the shapes of its tensors."""
+
+    HEADER_KEY = "progress"
+    COUNTER = "step"
+    PERIODIC = "step_{:05d}.safetensors"
+    CONFIG_KEY = "config"
+
+    def periodic(self, count: int) -> Path:
+        return self.path / self.PERIODIC.format(count)
+
+    def write_config(self, cfg: BaseModel, extra: dict[str, Any]) -> None:
+        self.write_json("config.json", {self.CONFIG_KEY: cfg.model_dump(mode="json"), **extra})
+
+    def save_progress(
+        self, cfg: BaseModel, tensors: dict[str, np.ndarray], shapes: Any, progress: RunProgress
+    ) -> None:
+        """Writes `tensors` with the config, `progress` and `shapes` in the header, atomically."""
+        state = {"config": cfg.model_dump(mode="json"), **progress.header(), "shapes": shapes}
+        self.write_checkpoint({**tensors, **progress.tensors()}, state)
+
+    def read_saved(self) -> tuple[dict[str, Any], int] | None:
+        """(config, count) of the checkpoint; None when there is none."""
+        loaded = self.read_checkpoint()
+        return None if loaded is None else (loaded[1]["config"], int(loaded[1][self.COUNTER]))
+
+    def truncate_metrics(self, count: int) -> None:  # type: ignore[override]
+        """Keeps only the metric lines up to `count` (atomically)."""
+        super().truncate_metrics(lambda rec: rec[self.COUNTER] <= count)

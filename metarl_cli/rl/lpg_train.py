@@ -4,7 +4,9 @@
 interface, `init(theta, key)` and `run(theta, state) -> TrainOutput`, so the sharded runner
 (`rl/parallel.py`) runs them over seeds and population members unchanged: `cfg` gives the
 rollout size (`num_envs` x `num_steps`), the budget, gamma and lambda and the curve settings;
-`agent` (`rl/lpg_agent.AgentConfig`) the networks and optimisers.
+`agent` (`rl/lpg_agent.AgentConfig`) the networks and optimisers. `LPGTrainer` takes the rule's
+θ either bare (the meta-gradient learner differentiates through it) or as the `update_rule`
+field of a `Theta` (what the runner passes from ES, evaluation and distillation).
 
 A2C (Mnih et al., 2016, arXiv:1602.01783) is the hand-designed reference LPG is compared with:
 one actor-critic step per rollout on GAE advantages, `cfg.ent_coef` entropy bonus and
@@ -30,7 +32,15 @@ from metarl_cli.rl.lpg_agent import (
     agent_for,
     entropy,
 )
-from metarl_cli.rl.ppo import TrainOutput
+from metarl_cli.rl.ppo import (
+    TrainOutput,
+    summarise,  # the PPO trainer's rule
+)
+from metarl_cli.rl.slots import Theta
+
+# The rollout of every LPG and A2C agent, 64 envs x 20 steps per update (Goldie et al., 2025,
+# arXiv:2507.17668, Table 3): the `train_defaults` of LPG and of the A2C baseline.
+ROLLOUT_DEFAULTS = {"num_envs": 64, "num_steps": 20, "num_minibatches": 1}
 
 
 @struct.dataclass
@@ -41,24 +51,9 @@ class LifetimeState:
     key: jax.Array
 
 
-def summarise(cfg: TrainConfig, ep_sum, ep_count, losses) -> TrainOutput:
-    """Per-update episode sums and counts -> final-window return and a thinned curve (the PPO
-    trainer's rule)."""
-    n = cfg.num_updates
-    points = min(cfg.curve_points, n)
-    chunk = (jnp.arange(n) * points) // n
-    c_sum = jax.ops.segment_sum(ep_sum, chunk, num_segments=points)
-    c_count = jax.ops.segment_sum(ep_count, chunk, num_segments=points)
-    window = max(1, round(cfg.final_window * n))
-    f_sum, f_count = ep_sum[-window:].sum(), ep_count[-window:].sum()
-    nan = jnp.float32(jnp.nan)
-    return TrainOutput(
-        final_return=jnp.where(f_count > 0, f_sum / jnp.maximum(f_count, 1), nan),
-        final_episodes=f_count,
-        curve=jnp.where(c_count > 0, c_sum / jnp.maximum(c_count, 1), nan),
-        curve_episodes=c_count,
-        losses=losses,
-    )
+def rule_theta(theta: Any) -> Any:
+    """The update rule's θ: `theta.update_rule` of a `Theta`, else `theta` itself."""
+    return theta.update_rule if isinstance(theta, Theta) else theta
 
 
 def _episodes(traj: Any) -> tuple[jax.Array, jax.Array]:
@@ -66,15 +61,15 @@ def _episodes(traj: Any) -> tuple[jax.Array, jax.Array]:
     return jnp.sum(traj.episode_return * done), jnp.sum(done)
 
 
-class LPGTrainer:
-    """Trains a fresh agent for `cfg.num_updates` updates with the update rule `rule`."""
+class _Lifetime:
+    """What LPG and A2C share: a fresh agent per run, one update scanned `cfg.num_updates`
+    times, and the PPO trainer's summary of the episodes."""
 
-    def __init__(self, cfg: TrainConfig, env: Any, rule: UpdateRule, agent: AgentConfig) -> None:
-        self.cfg, self.env = cfg, env
-        self.agent = LPGAgent(agent, env, rule, cfg.num_steps)
+    cfg: TrainConfig
+    agent: LPGAgent
 
     def init(self, theta: Any, key: jax.Array) -> LifetimeState:
-        """A fresh agent (theta is not used: the rule's parameters enter in `run`)."""
+        """A fresh agent (theta is not used: an update rule's parameters enter in `run`)."""
         del theta
         k_agent, key = jax.random.split(key)
         return LifetimeState(self.agent.init(k_agent), key)
@@ -83,32 +78,41 @@ class LPGTrainer:
         return self.run(theta, self.init(theta, key))
 
     def run(self, theta: Any, state: LifetimeState) -> TrainOutput:
-        """The whole lifetime; pure in (theta, state)."""
+        """The whole lifetime (each trainer's own update)."""
+        raise NotImplementedError
 
-        def body(agent: AgentState, key: jax.Array):
-            agent, out = self.agent.update(theta, agent, key)
-            return agent, (*_episodes(out.rollout), out.losses)
-
+    def _scan(self, body: Any, state: LifetimeState) -> TrainOutput:
+        """`body(agent, key) -> (agent, (episode return sum, episodes, losses))` over the
+        lifetime, summarised."""
         keys = jax.random.split(state.key, self.cfg.num_updates)
         _, (ep_sum, ep_count, losses) = jax.lax.scan(body, state.agent, keys)
         return summarise(self.cfg, ep_sum, ep_count, losses[-1])
 
 
-class A2CTrainer:
+class LPGTrainer(_Lifetime):
+    """Trains a fresh agent for `cfg.num_updates` updates with the update rule `rule`."""
+
+    def __init__(self, cfg: TrainConfig, env: Any, rule: UpdateRule, agent: AgentConfig) -> None:
+        self.cfg, self.env = cfg, env
+        self.agent = LPGAgent(agent, env, rule, cfg.num_steps)
+
+    def run(self, theta: Any, state: LifetimeState) -> TrainOutput:
+        """The whole lifetime; pure in (theta, state). `theta`: the rule's θ (`rule_theta`)."""
+        theta = rule_theta(theta)
+
+        def body(agent: AgentState, key: jax.Array):
+            agent, out = self.agent.update(theta, agent, key)
+            return agent, (*_episodes(out.rollout), out.losses)
+
+        return self._scan(body, state)
+
+
+class A2CTrainer(_Lifetime):
     """A2C with the LPG agent's networks and optimisers (module doc)."""
 
     def __init__(self, cfg: TrainConfig, env: Any, agent: AgentConfig) -> None:
         self.cfg, self.env = cfg, env
         self.agent = LPGAgent(agent, env, _no_rule, cfg.num_steps)
-
-    def init(self, theta: Any, key: jax.Array) -> LifetimeState:
-        """A fresh agent (A2C has no meta-parameters)."""
-        del theta
-        k_agent, key = jax.random.split(key)
-        return LifetimeState(self.agent.init(k_agent), key)
-
-    def __call__(self, theta: Any, key: jax.Array) -> TrainOutput:
-        return self.run(theta, self.init(theta, key))
 
     def _loss(self, params: Any, traj: Any, last_obs: jax.Array):
         cfg, agent = self.cfg, self.agent
@@ -137,9 +141,7 @@ class A2CTrainer:
             s = s.replace(params=params, opt_state=opt_state, env_state=env_state, obs=obs)
             return s.replace(step=s.step + 1), (*_episodes(traj), losses)
 
-        keys = jax.random.split(state.key, self.cfg.num_updates)
-        _, (ep_sum, ep_count, losses) = jax.lax.scan(body, state.agent, keys)
-        return summarise(self.cfg, ep_sum, ep_count, losses[-1])
+        return self._scan(body, state)
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ class Trainer:
         _, (ep_sum, ep_count, losses) = jax.lax.scan(
             self._update_fn(theta), state, jnp.arange(self.cfg.num_updates, dtype=jnp.float32)
         )
-        return _summarise(self.cfg, ep_sum, ep_count, losses[-1])
+        return summarise(self.cfg, ep_sum, ep_count, losses[-1])
 
     def run_range(self, theta: Theta, state: RunnerState, metrics: Any, start: Any, stop: Any):
         """Updates [start, stop) of `run`, their metrics written into `metrics`
@@ -295,7 +295,7 @@ class Trainer:
     def finish(self, metrics: Any) -> TrainOutput:
         """`run`'s output from the metrics of all its updates (`run_range`)."""
         ep_sum, ep_count, losses = metrics
-        return _summarise(self.cfg, ep_sum, ep_count, losses[-1])
+        return summarise(self.cfg, ep_sum, ep_count, losses[-1])
 
 
 def _context(reads: frozenset[str], **fields: Any) -> OptContext:
@@ -323,7 +323,10 @@ def _clip(tree: Any, max_norm: float) -> Any:
     return jax.tree.map(lambda g: g * scale, tree)
 
 
-def _summarise(cfg: TrainConfig, ep_sum, ep_count, losses) -> TrainOutput:
+def summarise(cfg: TrainConfig, ep_sum, ep_count, losses) -> TrainOutput:
+    """A run's output from its per-update episode sums and counts and its final losses: the
+    curve in `cfg.curve_points` chunks, the final return over the last `cfg.final_window` of
+    the updates."""
     n = cfg.num_updates
     points = min(cfg.curve_points, n)
     chunk = (jnp.arange(n) * points) // n

@@ -8,7 +8,9 @@
   dormancy and a key for stochastic updates. Default: Adam with the preset learning rate/betas.
 
 Each slot's meta-parameters arrive as `theta.drift` / `theta.optimiser` of one `Theta` record
-(traced), so one compiled trainer serves every population member. Slots are hashable Python
+(traced), so one compiled trainer serves every population member. A third field,
+`theta.update_rule`, carries the θ of an update rule (LPG), which replaces the whole update and
+runs in its own trainer (`rl/lpg_train.py`), not in these slots. Slots are hashable Python
 objects (static); `fill_slots` is the one place that puts the paper's defaults in empty slots.
 """
 
@@ -25,7 +27,7 @@ from flax import struct
 
 from metarl_cli.config import TrainConfig
 
-SLOT_NAMES = ("drift", "optimiser")
+SLOT_NAMES = ("drift", "optimiser", "update_rule")
 
 
 class OptContext(NamedTuple):
@@ -188,14 +190,17 @@ class Theta:
 
     A pytree (a flax struct), so it passes through `jit`, `vmap` and `shard_map` unchanged;
     its leaves are the slots' own, drift's first. `Theta()` is the hand-designed baseline's.
+    `update_rule` is an update rule's θ (LPG): the PPO trainer never reads it; the update
+    rule's own trainer (`rl/lpg_train.LPGTrainer`) reads nothing else.
     """
 
     drift: Any = struct.field(default_factory=dict)
     optimiser: Any = struct.field(default_factory=dict)
+    update_rule: Any = struct.field(default_factory=dict)
 
     @classmethod
     def for_slot(cls, slot: str, value: Any) -> Theta:
-        """θ with `value` in `slot` ("drift" or "optimiser") and nothing in the other."""
+        """θ with `value` in `slot` ("drift", "optimiser" or "update_rule"), nothing elsewhere."""
         if slot not in SLOT_NAMES:
             raise ValueError(f"unknown slot {slot!r}; slots: {', '.join(SLOT_NAMES)}")
         return cls(**{slot: value})
@@ -203,10 +208,14 @@ class Theta:
     @classmethod
     def of(cls, theta: Theta | Mapping[str, Any]) -> Theta:
         """`theta` as a `Theta`; a mapping with the keys "drift" and "optimiser" (the older
-        spelling) is converted."""
+        spelling; "update_rule" optional) is converted."""
         if isinstance(theta, Theta):
             return theta
-        return cls(drift=theta["drift"], optimiser=theta["optimiser"])
+        return cls(
+            drift=theta["drift"],
+            optimiser=theta["optimiser"],
+            update_rule=theta.get("update_rule", {}),
+        )
 
 
 def empty_theta() -> dict[str, Any]:

@@ -167,6 +167,8 @@ def memory(args: argparse.Namespace) -> dict:
         cmd = [sys.executable, __file__, "--child", name, *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows[name] = json.loads(out.strip().splitlines()[-1])
+        brief = {k: v for k, v in rows[name].items() if k != "series"}
+        print(f"{name}: {brief}", file=sys.stderr, flush=True)  # as each one finishes
     for row in rows.values():
         row["peak_vs_ppo"] = round(row["peak_mib"] / rows["ppo"]["peak_mib"], 3)
         row["verdict"] = "PASS" if row["peak_vs_ppo"] <= MEMORY_TARGET else "MISS"

@@ -11,24 +11,16 @@ Names are imported lazily, so importing this package does not import JAX.
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
+
 __all__ = ["DistilConfig", "RLScorer", "distil", "plan_distil"]
 
-
-def __getattr__(name: str):
-    if name == "DistilConfig":
-        from metarl_cli.meta.distil.config import DistilConfig
-
-        return DistilConfig
-    if name == "plan_distil":
-        from metarl_cli.meta.distil.plan import plan_distil
-
-        return plan_distil
-    if name == "RLScorer":
-        from metarl_cli.meta.distil.scoring import RLScorer
-
-        return RLScorer
-    if name == "distil":
-        from metarl_cli.meta.distil.train import distil
-
-        return distil
-    raise AttributeError(f"module 'metarl_cli.meta.distil' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DistilConfig": "metarl_cli.meta.distil.config",
+        "plan_distil": "metarl_cli.meta.distil.plan",
+        "RLScorer": "metarl_cli.meta.distil.scoring",
+        "distil": "metarl_cli.meta.distil.train",
+    },
+)

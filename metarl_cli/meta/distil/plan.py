@@ -154,7 +154,7 @@ def plan_distil(
     mode, student = student_architecture(algorithm, manifest.architecture, size, hsize)
     _check_problem_options(algorithm, target, rollout)
     env_ids = list(manifest.training_envs if envs is None else envs)
-    configs = _eval_configs(teacher, env_ids, num_runs, timesteps, overrides, seed)
+    configs = _eval_configs(teacher, env_ids, num_runs, timesteps, overrides, seed, algorithm)
     first = configs[0] if configs else None
     takes_target = "target" in algorithm.distil_options
     is_recurrent = "rollout" in algorithm.distil_options  # sequences of a PPO run's steps
@@ -210,14 +210,22 @@ def _eval_configs(
     timesteps: int | str | None,
     overrides: dict[str, Any] | None,
     seed: int,
+    algorithm: Any = None,
 ) -> list[TrainConfig]:
-    """The PPO configs of the periodic RL evaluations, checked (envs, normalisers, seed)."""
+    """The configs of the periodic RL evaluations, checked (envs, normalisers, seed): the env's
+    preset beneath the algorithm's `train_defaults` (LPG: 64 x 20 rollouts) beneath `--set`."""
     if num_runs > 0 and not env_ids:
         raise ConfigError(
             f"{Path(teacher).name} names no training envs to evaluate students on; pass --envs "
             "(or --num-runs 0 to select by held-out loss alone)"
         )
-    configs = [build_config(e, timesteps=timesteps, overrides=overrides) for e in env_ids]
+    from metarl_cli.learned.trainers import with_train_defaults  # as load_kernel: JAX, lazily
+
+    defaults = with_train_defaults(algorithm, None)
+    configs = [
+        build_config(e, timesteps=timesteps, overrides=overrides, file_values=defaults)
+        for e in env_ids
+    ]
     check_normalisers(
         {c.env_id: c.ppo_normaliser for c in configs}, fix="evaluate on it alone with --envs"
     )

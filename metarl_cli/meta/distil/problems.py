@@ -17,7 +17,7 @@ from typing import Any
 
 import jax
 
-from metarl_cli.learned.distillation import DistillationProblem
+from metarl_cli.learned.distillation import DistillationProblem, DistilOptions
 
 Problem = DistillationProblem
 
@@ -36,6 +36,5 @@ def make_problem(
     schedule: tuple[int, int, int] | None = None,
 ) -> DistillationProblem:
     """The distillation problem of a learned algorithm (options it does not take are unused)."""
-    return algorithm.distillation_problem(
-        target=target, clip_eps=clip_eps, seq_len=seq_len, schedule=schedule
-    )
+    options = DistilOptions(target=target, clip_eps=clip_eps, seq_len=seq_len, schedule=schedule)
+    return algorithm.distillation_problem(options)

@@ -66,16 +66,11 @@ class RLScorer:
         key = tuple(sorted(architecture.items()))
         if key not in self._runners:
             from metarl_cli.envs import make_env
-            from metarl_cli.learned.base import slots_for
-            from metarl_cli.rl.lpg_train import OwnTrainer
+            from metarl_cli.learned.trainers import make_trainer
             from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-            from metarl_cli.rl.ppo import make_train
 
-            def trainer(c: TrainConfig) -> Any:
-                if self.algorithm.slot == "update_rule":  # brings its own trainer (LPG)
-                    rule = self.algorithm.kernel(c, architecture)
-                    return OwnTrainer(rule).trainer(c, make_env(c))
-                return make_train(c, make_env(c), slots_for(self.algorithm, c, architecture))
+            def trainer(c: TrainConfig) -> Any:  # PPO with slots, or an update rule's own
+                return make_trainer(self.algorithm, c, make_env(c), architecture)
 
             self._runners[key] = [
                 ShardedRunner(trainer(c), make_mesh(self.num_runs)) for c in self.configs
@@ -88,9 +83,7 @@ class RLScorer:
 
         from metarl_cli.rl.slots import Theta
 
-        full = jax.tree.map(jnp.asarray, theta)
-        if self.algorithm.slot != "update_rule":  # an update rule's trainer takes it as is
-            full = Theta.for_slot(self.algorithm.slot, full)
+        full = Theta.for_slot(self.algorithm.slot, jax.tree.map(jnp.asarray, theta))
         keys = run_keys(SELECTION, self.seed, self.num_runs)
         per_env = {}
         for cfg, runner in zip(self.configs, self._runners_for(architecture), strict=True):

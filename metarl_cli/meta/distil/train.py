@@ -52,14 +52,14 @@ def _np_tree(tree: Any) -> Any:
 
 
 def _manifest(plan: DistilPlan, *, generation: int, config: dict, notes: str, summary=None):
-    from metarl_cli.artefacts import MetaLearnerInfo
-    from metarl_cli.learned.io import manifest_for
+    from metarl_cli.learned.io import learned_manifest
 
-    return manifest_for(
+    return learned_manifest(
         plan.algorithm,
+        "distil",
+        config,
         architecture=plan.cfg.student_architecture,
-        meta_learner=MetaLearnerInfo(name="distil", config=config),
-        training_envs=list(plan.teacher_manifest.training_envs),
+        training_envs=plan.teacher_manifest.training_envs,
         generation=generation,
         fitness_summary=summary,
         parent_digest=plan.cfg.teacher_digest,

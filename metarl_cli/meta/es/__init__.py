@@ -12,20 +12,16 @@ Names are imported lazily, so importing this package does not import JAX.
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
+
 __all__ = ["ESConfig", "evolve", "plan_es", "train_es"]
 
-
-def __getattr__(name: str):
-    if name == "ESConfig":
-        from metarl_cli.meta.es.config import ESConfig
-
-        return ESConfig
-    if name == "evolve":
-        from metarl_cli.meta.es.loop import evolve
-
-        return evolve
-    if name in ("plan_es", "train_es"):
-        from metarl_cli.meta.es import train
-
-        return getattr(train, name)
-    raise AttributeError(f"module 'metarl_cli.meta.es' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ESConfig": "metarl_cli.meta.es.config",
+        "evolve": "metarl_cli.meta.es.loop",
+        "plan_es": "metarl_cli.meta.es.train",
+        "train_es": "metarl_cli.meta.es.train",
+    },
+)

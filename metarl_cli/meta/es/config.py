@@ -17,6 +17,8 @@ Strategy = Literal["open_es", "pgpe", "snes", "sep_cma_es"]
 ANTITHETIC: frozenset[str] = frozenset({"open_es", "pgpe"})
 # Fields that may differ when a run is resumed: they do not change the search trajectory.
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"num_generations", "select"})
+# Fields added after run dirs were first written, with the value such a run had.
+ADDED_DEFAULTS: dict[str, Any] = {"task_sampling": "shared", "fitness_shaping": "centered_rank"}
 
 
 class ESConfig(BaseModel):
@@ -42,6 +44,14 @@ class ESConfig(BaseModel):
         select: which candidate becomes the output: the mean with the best periodic
             evaluation on the training envs (default; the paper counts training up to peak
             in-distribution performance), or the final mean.
+        task_sampling: which runs score whom. "shared" (the paper's main runs): every member
+            uses the generation's `num_rollouts` keys (common random numbers). "antithetic"
+            (Supplement F, after Goldie et al. 2024): each ± pair of OpenAI-ES (members i and
+            i + popsize/2) shares keys of its own, so on a gridworld distribution a generation
+            meets popsize/2 levels per rollout instead of one.
+        fitness_shaping: what the strategy is told: centred ranks (the paper's main runs) or
+            the fitness itself ("identity", Supplement F's gridworld runs; failed members get
+            the generation's worst finite fitness instead of `WORST_FITNESS`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +76,8 @@ class ESConfig(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     chunk: int | None = Field(None, ge=1)
+    task_sampling: Literal["shared", "antithetic"] = "shared"
+    fitness_shaping: Literal["centered_rank", "identity"] = "centered_rank"
 
     # Field validators (not a model validator) so that errors name the field to change;
     # `strategy` and `select` are declared first so that they are in `info.data` here.
@@ -77,6 +89,14 @@ class ESConfig(BaseModel):
             raise ValueError(
                 f"must be even for {strategy} (antithetic pairs), got {v}; use {v - 1} or {v + 1}"
             )
+        return v
+
+    @field_validator("task_sampling", "fitness_shaping")
+    @classmethod
+    def _open_es_only(cls, v: str, info: ValidationInfo) -> str:
+        default = cls.model_fields[str(info.field_name)].default
+        if v != default and info.data.get("strategy") != "open_es":
+            raise ValueError(f"{v!r} needs --strategy open_es (its ± pairs and shaping)")
         return v
 
     @field_validator("eval_runs")
@@ -100,4 +120,5 @@ def config_differences(saved: dict[str, Any], current: ESConfig) -> list[str]:
     """Fields (other than `RESUMABLE_CHANGES`) whose values differ, as 'name: saved -> now'."""
     from metarl_cli.meta.rundir import config_differences as differences
 
+    saved = {**ADDED_DEFAULTS, **saved}  # a run saved before these fields had their defaults
     return differences(saved, current.model_dump(mode="json"), ignore=RESUMABLE_CHANGES)

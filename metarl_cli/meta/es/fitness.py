@@ -1,10 +1,11 @@
-"""Population fitness: one full PPO run per (member, seed), through the shared runner.
+"""Population fitness: one full RL run per (member, seed), through the shared runner.
 
 `PopulationFitness(trainer, slot)` lays a population's candidate thetas and the generation's
 seeds out as one axis of `popsize x num_rollouts` runs (run i: member i // num_rollouts, seed
 i % num_rollouts) and trains them with `rl/parallel.py`'s `ShardedRunner` with one θ per run:
-the same sharding, `--chunk` meaning, padding and compilation cache as `metarl evaluate`. Every
-member uses the same seeds (common random numbers), so members differ only in theta.
+the same sharding, `--chunk` meaning, padding and compilation cache as `metarl evaluate`. By
+default every member uses the same seeds (common random numbers), so members differ only in
+theta; with antithetic task sampling each ± pair has seeds of its own (`loop.fitness_keys`).
 
 `combine_fitness` turns per-env returns into one fitness per member as the original code does
 (return / PPO normaliser, mean over envs), with failed runs (NaN or inf: a diverged run, or no
@@ -36,12 +37,22 @@ def _final_return(out: Any) -> Any:
     return out.final_return
 
 
+def run_keys_of(keys: jax.Array, runs: np.ndarray) -> jax.Array:
+    """The keys of runs `runs` (run i: key i % num_rollouts of member i // num_rollouts's row
+    when `keys` is [popsize, num_rollouts], of the shared [num_rollouts] otherwise)."""
+    rollouts = keys.shape[-1]
+    if keys.ndim == 2:
+        return keys[runs // rollouts, runs % rollouts]
+    return keys[runs % rollouts]
+
+
 class PopulationFitness:
-    """Final returns of a population's PPO runs on one env.
+    """Final returns of a population's runs on one env (PPO, or an update rule's trainer).
 
     Args:
         trainer: a `Trainer` (`init(theta, key)`, `run(theta, state) -> TrainOutput`).
-        slot: the slot the candidates fill ("drift" or "optimiser").
+        slot: the slot the candidates fill ("drift", "optimiser", or "update_rule" for an
+            update rule's own trainer, `learned/trainers.make_trainer`).
         devices: devices to shard over (default: this process's own).
         chunk: runs per device per call, as for `ShardedRunner` (None: all of a device's runs).
     """
@@ -58,23 +69,23 @@ class PopulationFitness:
 
         Args:
             population: a pytree of candidate slot thetas with a leading [popsize] axis.
-            keys: [num_rollouts] PRNG keys shared by every member.
+            keys: [num_rollouts] PRNG keys shared by every member, or [popsize, num_rollouts]
+                keys of each member's own (antithetic task sampling).
         """
         popsize = jax.tree.leaves(population)[0].shape[0]
-        rollouts = keys.shape[0]
+        rollouts = keys.shape[-1]
         return self.runs(population, keys, np.arange(popsize * rollouts)).reshape(popsize, rollouts)
 
     def runs(self, population: Any, keys: jax.Array, runs: np.ndarray) -> np.ndarray:
         """Final returns [len(runs)] of some of the population's runs (run i: member
-        i // num_rollouts with key i % num_rollouts), as a process of a multi-process run
-        computes its slice. With `chunk=1` a run's result does not depend on which others
-        run with it."""
-        rollouts = keys.shape[0]
+        i // num_rollouts with key i % num_rollouts, of its own row when `keys` is
+        [popsize, num_rollouts]), as a process of a multi-process run computes its slice.
+        With `chunk=1` a run's result does not depend on which others run with it."""
         if len(runs) == 0:
             return np.zeros(0, np.float32)
-        members = jax.tree.map(lambda x: x[runs // rollouts], population)
+        members = jax.tree.map(lambda x: x[runs // keys.shape[-1]], population)
         thetas = Theta.for_slot(self.slot, members)
-        returns, timings = self.runner(thetas, keys[runs % rollouts], per_run=True)
+        returns, timings = self.runner(thetas, run_keys_of(keys, runs), per_run=True)
         self.last_timings = {"setup_s": timings.compile_s, "run_s": timings.run_s}
         return np.asarray(returns)
 

@@ -33,7 +33,7 @@ from metarl_cli.meta.es.config import ESConfig
 from metarl_cli.meta.es.fitness import CombinedFitness, to_device_fitness
 from metarl_cli.meta.es.rundir import Progress, RunDir
 from metarl_cli.meta.es.strategies import current_sigma, host_lr, init_state, make_strategy, strong
-from metarl_cli.seeds import es_fitness_keys
+from metarl_cli.seeds import ES_FITNESS, run_keys
 
 
 class Problem(Protocol):
@@ -45,7 +45,8 @@ class Problem(Protocol):
 
     def fitness(self, population: Any, keys: jax.Array) -> CombinedFitness:
         """Scores a population (a pytree with a leading [popsize] axis) with the
-        generation's [num_rollouts] run keys of the `es_fitness` stream (`seeds.py`)."""
+        generation's run keys of the `es_fitness` stream (`seeds.py`): [num_rollouts] shared
+        by every member, or [popsize, num_rollouts] per member (`fitness_keys`)."""
         ...
 
 
@@ -64,6 +65,35 @@ class ESResult:
     state: Any
     progress: Progress
     best_eval_mean: Any = None
+
+
+def fitness_runs(cfg: ESConfig) -> int:
+    """Keys of the `es_fitness` stream one generation draws: `num_rollouts` shared by every
+    member, or `num_rollouts` per antithetic pair (`task_sampling="antithetic"`)."""
+    pairs = cfg.popsize // 2 if cfg.task_sampling == "antithetic" else 1
+    return pairs * cfg.num_rollouts
+
+
+def fitness_keys(cfg: ESConfig, generation: int) -> jax.Array:
+    """Generation `generation`'s run keys (block `generation` of the `es_fitness` stream):
+    [num_rollouts] shared by the population, or, antithetic, [popsize, num_rollouts] where
+    OpenAI-ES's pair i (members i and i + popsize/2) shares row i."""
+    n = fitness_runs(cfg)
+    keys = run_keys(ES_FITNESS, cfg.seed, n, start=generation * n)
+    if cfg.task_sampling != "antithetic":
+        return keys
+    pairs = keys.reshape(cfg.popsize // 2, cfg.num_rollouts)
+    return jnp.concatenate([pairs, pairs])
+
+
+def told_fitness(cfg: ESConfig, fit: CombinedFitness) -> jax.Array:
+    """What the strategy is told (evosax minimises). With identity shaping a failed member
+    gets the generation's worst finite fitness: `WORST_FITNESS` would swamp the step."""
+    fitness = fit.fitness
+    if cfg.fitness_shaping == "identity" and fit.failed.any():
+        ok = fitness[~fit.failed]
+        fitness = np.where(fit.failed, ok.min() if ok.size else 0.0, fitness)
+    return to_device_fitness(fitness)
 
 
 def _stats(fit: CombinedFitness) -> dict[str, float]:
@@ -182,8 +212,8 @@ class _Evolution:
         key_ask, _, key_tell = jax.random.split(jax.random.fold_in(self.key_gens, g), 3)
         sigma = current_sigma(state)
         population, asked = es.ask(key_ask, state, self.params)
-        fit = problem.fitness(population, es_fitness_keys(cfg.seed, g, cfg.num_rollouts))
-        told, _ = es.tell(key_tell, population, to_device_fitness(fit.fitness), asked, self.params)
+        fit = problem.fitness(population, fitness_keys(cfg, g))
+        told, _ = es.tell(key_tell, population, told_fitness(cfg, fit), asked, self.params)
         told = strong(told)
         dt = time.perf_counter() - t0
         self.gen_times.append(dt)

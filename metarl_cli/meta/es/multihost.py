@@ -139,7 +139,7 @@ class LeaderProblem:
 
         from metarl_cli.meta.es.fitness import combine_fitness
 
-        popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[0]
+        popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[-1]
         every = self.sliced_returns("fitness", population, keys, popsize * rollouts)
         shaped = {e: r.reshape(popsize, rollouts) for e, r in every.items()}
         return combine_fitness(shaped, self.normalisers)

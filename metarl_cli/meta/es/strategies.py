@@ -6,8 +6,9 @@ Adam (b1 0.99, b2 0.999, eps 1e-8) on the mean, and after every generation
 `lr <- max(lr * lr_decay, 1e-3)` and `sigma <- max(sigma * sigma_decay, 1e-2)`. evosax 0.3
 moved the lr into an optax optimizer and sigma into `std_schedule`; `std_schedule(g)` is the
 sigma set by the g-th `tell`, so it is `sigma0 * decay^(g+1)` and the initial sigma is set
-explicitly. The other strategies are offered for experiments; only the lr settings apply to
-PGPE, and only `--noise-level` to SNES and Sep-CMA-ES.
+explicitly. Supplement F's gridworld runs shape with the identity instead of centred ranks
+(`--fitness-shaping identity`). The other strategies are offered for experiments; only the lr
+settings apply to PGPE, and only `--noise-level` to SNES and Sep-CMA-ES.
 """
 
 from __future__ import annotations
@@ -54,12 +55,20 @@ def make_strategy(cfg: ESConfig, template: Any) -> tuple[Any, Any]:
     from evosax.algorithms import PGPE, SNES, Open_ES, Sep_CMA_ES
 
     if cfg.strategy == "open_es":
+        from evosax.core.fitness_shaping import (
+            centered_rank_fitness_shaping_fn,
+            identity_fitness_shaping_fn,
+        )
+
         es = Open_ES(
             cfg.popsize,
             template,
             use_antithetic_sampling=True,
             optimizer=_adam(cfg),
             std_schedule=sigma_schedule(cfg),
+            fitness_shaping_fn=identity_fitness_shaping_fn
+            if cfg.fitness_shaping == "identity"
+            else centered_rank_fitness_shaping_fn,  # Supplement F's gridworld runs: identity
         )
         return es, es.default_params
     if cfg.strategy == "pgpe":

@@ -2,7 +2,9 @@
 
 Fitness of a candidate theta is the final return of a full PPO run with theta in the
 algorithm's slot (mean over `num_rollouts` seeds shared by the whole population, normalised by
-the env's PPO return and averaged over envs). `plan_es` validates everything (algorithm, envs,
+the env's PPO return and averaged over envs). An update rule (LPG) is black-box meta-trained the
+same way on whole lifetimes of its own trainer, with its 64 x 20 rollouts
+(`learned/trainers.py`). `plan_es` validates everything (algorithm, envs,
 every `TrainConfig`, normalisers, the output path, the run dir, a resumed checkpoint's config)
 before anything is written or compiled; `train_es` then runs `evolve` and writes the artefact.
 """
@@ -20,7 +22,7 @@ import numpy as np
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.errors import ConfigError
 from metarl_cli.meta.es.config import ESConfig
-from metarl_cli.meta.es.loop import score_key
+from metarl_cli.meta.es.loop import fitness_runs, score_key
 from metarl_cli.meta.es.rundir import RunDir
 from metarl_cli.meta.normalisers import check_normalisers, divisors
 from metarl_cli.seeds import ES_FITNESS, SELECTION, record, run_key_data
@@ -56,16 +58,22 @@ def plan_es(
     run dir (process 0 writes them, on its own host), so they are not checked.
     """
     from metarl_cli.learned.base import get_algorithm
+    from metarl_cli.learned.trainers import with_train_defaults
 
     algorithm = get_algorithm(cfg.algo)
+    defaults = with_train_defaults(algorithm, None)  # LPG: its 64 x 20 rollouts
     configs = {
-        env_id: build_config(env_id, timesteps=cfg.timesteps, overrides=cfg.overrides)
+        env_id: build_config(
+            env_id, timesteps=cfg.timesteps, overrides=cfg.overrides, file_values=defaults
+        )
         for env_id in cfg.envs
     }
     check_normalisers({e: c.ppo_normaliser for e, c in configs.items()}, fix="train on it alone")
     # The seed and the last generation's fitness runs must fit the seed streams.
-    last = (cfg.num_generations - 1) * cfg.num_rollouts
-    run_key_data(ES_FITNESS, cfg.seed, cfg.num_rollouts, start=last)
+    per_generation = fitness_runs(cfg)  # num_rollouts, or per antithetic pair
+    run_key_data(
+        ES_FITNESS, cfg.seed, per_generation, start=(cfg.num_generations - 1) * per_generation
+    )
     if not writes:
         path = Path(output)
         rd = RunDir(run_dir if run_dir is not None else path.with_suffix(".run"))
@@ -100,9 +108,8 @@ class RLProblem:
         import jax
 
         from metarl_cli.envs import make_env
-        from metarl_cli.learned.base import slots_for
+        from metarl_cli.learned.trainers import make_trainer
         from metarl_cli.meta.es.fitness import PopulationFitness
-        from metarl_cli.rl.ppo import make_train
 
         cfg, alg = plan.cfg, plan.algorithm
         self.cfg = cfg
@@ -110,7 +117,7 @@ class RLProblem:
         self.start = alg.initial_theta(jax.random.key(0), **cfg.architecture)
         self.fitness_fns = {
             env_id: PopulationFitness(
-                make_train(tc, make_env(tc), slots_for(alg, tc, cfg.architecture)),
+                make_trainer(alg, tc, make_env(tc), cfg.architecture),  # PPO, or LPG's own
                 alg.slot,
                 devices=devices,
                 chunk=cfg.chunk,
@@ -133,7 +140,7 @@ class RLProblem:
 
         from metarl_cli.meta.es.fitness import combine_fitness
 
-        popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[0]
+        popsize, rollouts = jax.tree.leaves(population)[0].shape[0], keys.shape[-1]
         every = self.returns(population, keys, np.arange(popsize * rollouts))
         shaped = {e: r.reshape(popsize, rollouts) for e, r in every.items()}
         return combine_fitness(shaped, self.normalisers)
@@ -155,23 +162,23 @@ class RLProblem:
 
 
 def _manifest(plan: ESPlan, generation: int, **extra: Any):
-    from metarl_cli.artefacts import MetaLearnerInfo
-    from metarl_cli.learned.io import manifest_for
+    from metarl_cli.learned.io import learned_manifest
 
     cfg = plan.cfg
     config = {
         "es": cfg.model_dump(mode="json"),
         "train": {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()},
-        "fitness_seeds": record(ES_FITNESS, cfg.seed, cfg.num_rollouts),
+        "fitness_seeds": record(ES_FITNESS, cfg.seed, fitness_runs(cfg)),
         **extra.pop("meta", {}),
     }
     if cfg.eval_runs:  # the periodic evaluations that --select best-eval chooses by
         config["selection_seeds"] = record(SELECTION, cfg.seed, cfg.eval_runs)
-    return manifest_for(
+    return learned_manifest(
         plan.algorithm,
-        architecture=plan.cfg.architecture,
-        meta_learner=MetaLearnerInfo(name="es", config=config),
-        training_envs=list(plan.cfg.envs),
+        "es",
+        config,
+        architecture=cfg.architecture,
+        training_envs=cfg.envs,
         generation=generation,
         **extra,
     )
@@ -236,7 +243,9 @@ def train_es(
     t_start = time.perf_counter()
     emit = on_event or (lambda name, info: None)
     rd.prepare(resume=plan.resume, force=plan.force)
-    rd.write_config(cfg, {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()})
+    rd.write_config(
+        cfg, {"train": {e: c.model_dump(mode="json") for e, c in plan.train_configs.items()}}
+    )
     emit("building", {"resume_from": plan.resume_from})
     problem: Any = RLProblem(plan, devices=devices)
     if peers is not None:

@@ -9,16 +9,14 @@ lazily, so importing this package does not import JAX or openai.
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
+
 __all__ = ["DiscoverConfig", "DiscoverError", "discover", "plan_discover"]
 
-
-def __getattr__(name: str):
-    if name == "DiscoverConfig":
-        from metarl_cli.meta.llm.config import DiscoverConfig
-
-        return DiscoverConfig
-    if name in ("DiscoverError", "discover", "plan_discover"):
-        from metarl_cli.meta.llm import loop
-
-        return getattr(loop, name)
-    raise AttributeError(f"module 'metarl_cli.meta.llm' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(__all__, "metarl_cli.meta.llm.loop"),
+        "DiscoverConfig": "metarl_cli.meta.llm.config",
+    },
+)

@@ -14,7 +14,6 @@ MLP agents with Adam on `all_shortlife`'s 3,201-dim observations: about 1.9 GB).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,8 @@ import numpy as np
 from metarl_cli.errors import ArtefactError
 from metarl_cli.meta.metagrad.config import MetagradConfig
 from metarl_cli.meta.rundir import (
-    RunDirBase,
+    CountedRunDir,
+    RunProgress,
     config_differences,
     leaf_tensors,
     refuse_changed_config,
@@ -33,39 +33,27 @@ PARTS = ("theta", "opt", "agents")
 
 
 @dataclass
-class Progress:
-    """Host-side record of a run, saved with every checkpoint.
+class Progress(RunProgress):
+    """Host-side record of a run, saved with every checkpoint (`RunProgress` and these).
 
     Attributes:
         step: meta-steps completed.
-        evals: periodic evaluations: {"step", "score", "returns"}.
-        env_steps: env steps of the agents' rollouts so far.
-        eval_env_steps: env steps of the periodic evaluations so far.
-        wall_s: wall time of all sessions so far.
         last: the last meta-step's record.
     """
 
     step: int = 0
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    env_steps: int = 0
-    eval_env_steps: int = 0
-    wall_s: float = 0.0
     last: dict[str, Any] = field(default_factory=dict)
 
 
-class RunDir(RunDirBase):
+class RunDir(CountedRunDir):
     """The meta-gradient run directory (module doc)."""
 
     FORMAT = "metarl-metagrad-checkpoint"
     VERSION = "1"
-    HEADER_KEY = "progress"
     GLOBS = ("step_*.safetensors",)
-
-    def periodic(self, step: int) -> Path:
-        return self.path / f"step_{step:05d}.safetensors"
-
-    def write_config(self, cfg: MetagradConfig, extra: dict[str, Any]) -> None:
-        self.write_json("config.json", {"metagrad": cfg.model_dump(mode="json"), **extra})
+    COUNTER = "step"
+    PERIODIC = "step_{:05d}.safetensors"
+    CONFIG_KEY = "metagrad"
 
     def save(self, cfg: MetagradConfig, parts: dict[str, list[Any]], progress: Progress) -> None:
         """Writes theta, the optimiser state and the agents (`parts`: leaves) atomically."""
@@ -74,22 +62,7 @@ class RunDir(RunDirBase):
         for name in PARTS:
             t, shapes[name] = leaf_tensors(name, parts[name])
             tensors.update(t)
-        state = {
-            "config": cfg.model_dump(mode="json"),
-            "step": progress.step,
-            "evals": progress.evals,
-            "env_steps": progress.env_steps,
-            "eval_env_steps": progress.eval_env_steps,
-            "wall_s": progress.wall_s,
-            "last": progress.last,
-            "shapes": shapes,
-        }
-        self.write_checkpoint(tensors, state)
-
-    def read_saved(self) -> tuple[dict[str, Any], int] | None:
-        """(config, meta-step) of the checkpoint; None when there is none."""
-        loaded = self.read_checkpoint()
-        return None if loaded is None else (loaded[1]["config"], int(loaded[1]["step"]))
+        self.save_progress(cfg, tensors, shapes, progress)
 
     def load(
         self, cfg: MetagradConfig, templates: dict[str, list[Any]]
@@ -112,16 +85,4 @@ class RunDir(RunDirBase):
             name: restore_leaves(tensors, name, meta["shapes"][name], templates[name], mismatch)
             for name in PARTS
         }
-        progress = Progress(
-            step=int(meta["step"]),
-            evals=list(meta["evals"]),
-            env_steps=int(meta["env_steps"]),
-            eval_env_steps=int(meta["eval_env_steps"]),
-            wall_s=float(meta["wall_s"]),
-            last=dict(meta["last"]),
-        )
-        return parts, progress
-
-    def truncate_metrics(self, step: int) -> None:  # type: ignore[override]
-        """Keeps only the metric lines of meta-steps up to `step` (atomically)."""
-        super().truncate_metrics(lambda rec: rec["step"] <= step)
+        return parts, Progress.restore(meta, tensors)

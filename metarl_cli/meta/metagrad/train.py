@@ -20,12 +20,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from metarl_cli.artefacts import MetaLearnerInfo, save_artefact
+from metarl_cli.artefacts import save_artefact
 from metarl_cli.config import TrainConfig, build_config
 from metarl_cli.envs import make_env
 from metarl_cli.errors import ConfigError, Interrupted
 from metarl_cli.learned.base import LearnedAlgorithm, get_algorithm
-from metarl_cli.learned.io import manifest_for
+from metarl_cli.learned.io import learned_manifest
 from metarl_cli.meta.metagrad.config import MetagradConfig
 from metarl_cli.meta.metagrad.rundir import Progress, RunDir
 from metarl_cli.meta.metagrad.step import (
@@ -271,17 +271,14 @@ def write_artefact(plan: MetagradPlan, path: Path, theta: Any, p: Progress, *, f
     summary["agent_return"] = p.last.get("agent_return", math.nan)
     if evals:
         summary |= {"eval_last": evals[-1], "eval_best": max(evals)}
-    info = MetaLearnerInfo(
-        name="metagrad",
-        config={
-            **plan.cfg.model_dump(mode="json"), "lifetime_updates": plan.lifetime,
-            "agent": {k: v for k, v in vars(plan.agent).items()}, "decisions": DECISIONS,
-            "env_steps": p.env_steps, "eval_env_steps": p.eval_env_steps, "wall_s": p.wall_s,
-            "evals": p.evals,
-        },
-    )  # fmt: skip
-    manifest = manifest_for(
-        alg, architecture=dict(plan.cfg.architecture), meta_learner=info,
-        training_envs=list(plan.cfg.envs), generation=p.step, fitness_summary=summary,
+    config = {
+        **plan.cfg.model_dump(mode="json"), "lifetime_updates": plan.lifetime,
+        "agent": {k: v for k, v in vars(plan.agent).items()}, "decisions": DECISIONS,
+        "env_steps": p.env_steps, "eval_env_steps": p.eval_env_steps, "wall_s": p.wall_s,
+        "evals": p.evals,
+    }  # fmt: skip
+    manifest = learned_manifest(
+        alg, "metagrad", config, architecture=dict(plan.cfg.architecture),
+        training_envs=plan.cfg.envs, generation=p.step, fitness_summary=summary,
     )  # fmt: skip
     return save_artefact(path, {k: v for k, v in theta.items()}, manifest, force=force)

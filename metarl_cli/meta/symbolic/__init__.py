@@ -9,6 +9,8 @@ RL and resumes. Names are imported lazily, so importing this package does not im
 
 from __future__ import annotations
 
+from metarl_cli._lazy import lazy_exports
+
 __all__ = [
     "SymbolicConfig",
     "default_config",
@@ -17,14 +19,10 @@ __all__ = [
     "run_symbolic",
 ]
 
-
-def __getattr__(name: str):
-    if name == "load_teacher":
-        from metarl_cli.meta.symbolic.data import load_teacher
-
-        return load_teacher
-    if name in __all__:
-        from metarl_cli.meta.symbolic import search
-
-        return getattr(search, name)
-    raise AttributeError(f"module 'metarl_cli.meta.symbolic' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(__all__, "metarl_cli.meta.symbolic.search"),
+        "load_teacher": "metarl_cli.meta.symbolic.data",
+    },
+)
