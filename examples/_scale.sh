@@ -66,7 +66,7 @@ esac
 # metarl on PATH, else the README's virtual environment (.venv/bin/metarl), else METARL=...
 if [ -z "${METARL:-}" ]; then
     if command -v metarl >/dev/null 2>&1; then
-        METARL=metarl
+        METARL=$(command -v metarl)
     elif [ -x "$ROOT/.venv/bin/metarl" ]; then
         METARL="$ROOT/.venv/bin/metarl"
     else
@@ -74,7 +74,7 @@ if [ -z "${METARL:-}" ]; then
         exit 2
     fi
 fi
-metarl() { "$METARL" "$@"; }
+metarl() { command "$METARL" "$@"; } # `command`: never this function itself (METARL=metarl)
 
 # How `metarl discover` reaches a language model: LLM_REPLAY (a recorded conversation.json,
 # served offline), or LLM_BASE_URL and/or LLM_MODEL (an OpenAI-compatible server; a hosted

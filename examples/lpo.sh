@@ -14,47 +14,11 @@ set -euo pipefail
 : "${OUT:=runs/lpo-${SCALE:-tiny}}"
 # shellcheck source-path=SCRIPTDIR source=_scale.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_scale.sh"
+# shellcheck source-path=SCRIPTDIR source=_study.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_study.sh"
 
-if [ -n "${TRAIN_ENVS:-}" ]; then
-    STUDIES=("custom:$TRAIN_ENVS")
-elif [ "$SCALE" = paper ]; then
-    STUDIES=("minatar:$MINATAR" "ant:ant")
-else
-    STUDIES=("breakout:breakout")
-fi
-
-study() { # study NAME TRAINING_ENVS: the chain of Figure 2 for one meta-training set
-    local d="$OUT/$1" envs=$2
-    mkdir -p "$d"
-    stage "$d/es.safetensors" \
-        metarl train es --algo lpo --envs "$envs" -o "$d/es.safetensors" "${ES[@]}" "${RL[@]}"
-    stage "$d/same.safetensors" \
-        metarl distil "$d/es.safetensors" --size same -o "$d/same.safetensors" \
-        "${DISTIL[@]}" "${RL[@]}"
-    stage "$d/smaller.safetensors" \
-        metarl distil "$d/es.safetensors" --size smaller -o "$d/smaller.safetensors" \
-        "${DISTIL[@]}" "${RL[@]}"
-    stage "$d/symbolic.safetensors" \
-        metarl symbolic "$d/es.safetensors" -o "$d/symbolic.safetensors" \
-        "${SYMBOLIC[@]}" "${RL[@]}"
-    if llm_configured; then
-        stage "$d/llm.safetensors" \
-            metarl discover --algo lpo --envs "$envs" -o "$d/llm.safetensors" \
-            "${LLM[@]}" "${DISCOVER[@]}" "${RL[@]}"
-    fi
-    for kernel in es same smaller symbolic llm; do
-        if [ -e "$d/$kernel.safetensors" ]; then
-            stage "$d/$kernel.eval.json" \
-                metarl evaluate "$d/$kernel.safetensors" --algo lpo "${EVAL[@]}" \
-                -o "$d/$kernel.eval.json"
-        fi
-    done
-}
-
+training_sets "breakout:breakout"
 for s in "${STUDIES[@]}"; do
-    study "${s%%:*}" "${s#*:}"
+    es_study lpo "$s" same smaller symbolic llm
 done
-stage "$OUT/ppo.eval.json" metarl evaluate ppo "${EVAL[@]}" -o "$OUT/ppo.eval.json"
-metarl report "$OUT"/*/*.eval.json "$OUT/ppo.eval.json" -o "$OUT/report" --force "${REPORT[@]}"
-
-echo "report: $OUT/report/index.html (and report.md beside it); stage times: $OUT/stages.tsv"
+ppo_and_report "$OUT"/*/*.eval.json
