@@ -4,9 +4,10 @@
 #
 #   tiny   every stage runs, on toy budgets and shrunken PPO sizes: a few minutes on 2 cores.
 #          It checks that the chain fits together; its numbers mean nothing.
-#   cpu    the paper's PPO sizes (Table 2) at budgets cut to fit about an hour on 2 CPU cores
-#          (LPO on one MinAtar task); meta-tested on MinAtar and CartPole (EVAL_SUITE=paper
-#          adds Brax and Craftax, hours more).
+#   cpu    the paper's PPO sizes (Table 2) at budgets cut to about an hour on 2 CPU cores
+#          (LPO on one MinAtar task: 69 min on 2 cores shared with other jobs, docs/results/);
+#          meta-tested on MinAtar and CartPole (EVAL_SUITE=paper adds Brax and Craftax, hours
+#          more).
 #   paper  the paper's budgets: Table 2's PPO budgets, Table 8's ES (population 64; 800
 #          generations, the original scripts' default), §A.3's distillation sweep, Table 10's
 #          symbolic search (40 rounds of 10), 30 LLM turns, 16 meta-test seeds on the whole

@@ -4,7 +4,7 @@
 # for one, meta-test all of them (and PPO) on the paper's suite, and report.
 #
 #   SCALE=tiny OUT=runs/lpo-tiny bash examples/lpo.sh
-#   SCALE=cpu  OUT=runs/lpo-cpu  bash examples/lpo.sh               # about an hour on 2 cores
+#   SCALE=cpu  OUT=runs/lpo-cpu  bash examples/lpo.sh    # 69 min on 2 busy cores (docs/results)
 #   SCALE=paper OUT=runs/lpo     LLM_MODEL=o3-mini bash examples/lpo.sh   # GPU-sized
 #
 # Studies: tiny and cpu meta-train on one MinAtar task (Breakout; TRAIN_ENVS=spaceinvaders
