@@ -17,12 +17,10 @@ from typing import Any
 
 from metarl_cli.analysis import figures as F
 from metarl_cli.analysis.collect import Study, env_set_name, is_gridworld_set
-from metarl_cli.learned.base import display_name
+from metarl_cli.learned.base import algorithms, display_name
 
 NAME = "supplement_f"
 SECTION = "Supplement F: meta-trained on gridworlds (Figures 15-17)"
-# The paper's figure of each algorithm meta-trained on gridworlds.
-FIGURE_OF = {"lpo": 15, "nofeat": 16, "open_ff": 17}
 # The legend order of Figures 2-4 and 15-17; other approaches (the baselines) follow.
 PAPER_ORDER = (
     "Black-Box Learning",
@@ -33,13 +31,20 @@ PAPER_ORDER = (
 )
 
 
+def figure_of(algorithm: str | None) -> int | None:
+    """The paper's figure of `algorithm` meta-trained on gridworlds: the algorithm's optional
+    `gridworld_figure` (LPO 15, No Features 16, OPEN-FF 17); None for any other."""
+    known = {a.name: a for a in algorithms()}
+    return getattr(known.get(algorithm or ""), "gridworld_figure", None)
+
+
 def studies_of(studies: list[Study]) -> list[tuple[int, Study]]:
     """[(paper figure, study)] of the Supplement F studies, in figure order."""
-    found = [
-        (FIGURE_OF[s.algorithm], s)
-        for s in studies
-        if s.algorithm in FIGURE_OF and is_gridworld_set(s.training_envs)
-    ]
+    found = []
+    for s in studies:
+        fig = figure_of(s.algorithm)
+        if fig is not None and is_gridworld_set(s.training_envs):
+            found.append((fig, s))
     return sorted(found, key=lambda fs: fs[0])
 
 

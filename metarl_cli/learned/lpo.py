@@ -210,6 +210,7 @@ class LPO:
     recurrent: bool = False
     widths: tuple[str, ...] = ("hidden",)
     distil_options: tuple[str, ...] = ("target",)
+    gridworld_figure: int | None = 15  # the paper's figure of it meta-trained on gridworlds
     reference_baseline: str = "ppo"
     prompt_example: tuple[str, str, str] | None = PROMPT_EXAMPLE
     checkpoint_format: str | None = None

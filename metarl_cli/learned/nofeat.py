@@ -234,6 +234,7 @@ class NoFeatAlgorithm(OptimiserChecks):
 
     name: str = "nofeat"
     display_name: str = "No Features"
+    gridworld_figure: int | None = 16  # the paper's figure of it meta-trained on gridworlds
     slot: Slot = "optimiser"
     forms: tuple[str, ...] = ("neural", "symbolic", "code")
     recurrent: bool = False

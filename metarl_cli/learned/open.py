@@ -214,6 +214,11 @@ class OpenAlgorithm(OptimiserChecks):
         return "OPEN" if self.recurrent else "Feed-Forward OPEN"
 
     @property
+    def gridworld_figure(self) -> int | None:
+        """The paper's figure of it meta-trained on gridworlds (Supplement F): feed-forward only."""
+        return None if self.recurrent else 17
+
+    @property
     def widths(self) -> tuple[str, ...]:
         """Recurrent OPEN's GRU is sized separately; the feed-forward one has none."""
         return ("hidden", "gru") if self.recurrent else ("hidden",)
