@@ -128,7 +128,9 @@ def test_smaller_lpg_student_is_the_halved_network(tmp_path):
     assert same.cfg.student_architecture == {"gru": 256, "embed": 16, "target": 8}
 
 
-@pytest.mark.parametrize("size, student", [("same", (16, 2)), ("smaller", (8, 1))])
+# `smaller` only (the suite's time): `same` runs the same code with the teacher's widths, and
+# the planned widths of both are checked above.
+@pytest.mark.parametrize("size, student", [("smaller", (8, 1))])
 def test_distil_lpg_student_moves_toward_its_teacher(tmp_path, capsys, size, student):
     """`metarl distil lpg.safetensors --size same|smaller`: the student (its network halved for
     `smaller`) ends much closer to the teacher's outputs on held-out synthetic rollouts than a

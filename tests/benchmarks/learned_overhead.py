@@ -86,7 +86,9 @@ def _names(only: str | None) -> list[str]:
     from metarl_cli.learned.base import ALGORITHMS, get_algorithm
 
     get_algorithm("lpo")  # registers the built-in algorithms
-    names = ["ppo", *ALGORITHMS.names()]
+    # An update rule (LPG) replaces PPO's update: it has no PPO-Adam run to be compared with.
+    slotted = [n for n in ALGORITHMS.names() if get_algorithm(n).slot != "update_rule"]
+    names = ["ppo", *slotted]
     return names if not only else ["ppo", *[n for n in only.split(",") if n != "ppo"]]
 
 
