@@ -26,7 +26,7 @@ from metarl_cli.learned.loader import load_kernel
 from metarl_cli.learned.trainers import train_defaults
 from metarl_cli.results import EnvResult, EvalResult, Summary, Target, clean, provenance
 
-# Modules, not names: tests replace `ppo.make_train` and `parallel.ShardedRunner`.
+# Modules, not names: tests replace `ppo.make_train` and `progress.ProgressRunner`.
 from metarl_cli.rl import parallel, ppo, progress
 from metarl_cli.rl.slots import Theta
 from metarl_cli.seeds import META_TEST, run_key_data, run_keys
@@ -177,11 +177,9 @@ def evaluate(
         own = getattr(built, "trainer", None)
         trainer = own(cfg, env) if own is not None else ppo.make_train(cfg, env, built)
         mesh = parallel.make_mesh(num_runs)
-        if on_progress is None:
-            runner = parallel.ShardedRunner(trainer, mesh, chunk=chunk)
-        else:
-            report = partial(on_progress, cfg.env_id)
-            runner = progress.ProgressRunner(trainer, mesh, chunk=chunk, on_progress=report)
+        # In segments, with or without a bar: memory stays flat (rl/progress.py).
+        report = partial(on_progress, cfg.env_id) if on_progress is not None else None
+        runner = progress.ProgressRunner(trainer, mesh, chunk=chunk, on_progress=report)
         out, timing = runner(theta, keys, on_phase=phase)
         phase("done")
         env_results.append(_env_result(cfg, out, timing, seed))

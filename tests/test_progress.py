@@ -14,10 +14,12 @@ from conftest import tiny_config
 
 from metarl_cli.cli._progress import duration_text, steps_text
 from metarl_cli.envs import make_env
+from metarl_cli.learned.base import get_algorithm
+from metarl_cli.learned.lpo import LPODrift
 from metarl_cli.rl import ppo
 from metarl_cli.rl.parallel import ShardedRunner, make_mesh
 from metarl_cli.rl.progress import ProgressRunner
-from metarl_cli.rl.slots import Theta
+from metarl_cli.rl.slots import Slots, Theta
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,23 @@ def test_segmented_runs_equal_one_program_bit_for_bit(trainer, chunk):
     groups = runner.padded(3) // runner.group_size(3)
     # per group: probes of 1 and 2 updates, then 4 segments of 1
     assert len(seen) == 6 * groups and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_segmented_population_runs_equal_one_program_bit_for_bit():
+    """ES fitness runs in segments (one θ per run): the same returns as one program."""
+    cfg = tiny_config("classic/cartpole", num_envs=4, num_steps=8)
+    cfg = cfg.model_copy(update={"total_timesteps": 4 * 8 * 5})  # 5 updates
+    trainer = ppo.make_train(cfg, make_env(cfg), Slots(drift=LPODrift()))
+    alg = get_algorithm("lpo")
+    members = jax.vmap(lambda k: alg.init(k, hidden=4))(jax.random.split(jax.random.key(2), 3))
+    thetas = Theta.for_slot("drift", members)
+    keys = jax.random.split(jax.random.key(9), 3)
+    plain, _ = ShardedRunner(trainer, make_mesh(3))(thetas, keys, per_run=True)
+    runner = ProgressRunner(trainer, make_mesh(3), segment_s=0, fixed_share=float("inf"), short_s=0)
+    split, _ = runner(thetas, keys, per_run=True)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(split), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(plain.final_return).all()
 
 
 def test_segments_are_sized_so_their_fixed_cost_stays_small(trainer):

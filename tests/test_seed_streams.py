@@ -41,13 +41,13 @@ def fake_returns(keys) -> np.ndarray:
 def runs(monkeypatch):
     """Replaces the sharded runner and ES's population fitness; returns the keys log."""
     from metarl_cli.meta.es import fitness
-    from metarl_cli.rl import parallel
+    from metarl_cli.rl import parallel, progress
 
     log: list[list[tuple[int, int]]] = []
 
     class FakeRunner:
-        def __init__(self, trainer, mesh=None, chunk=None) -> None:
-            del trainer, mesh, chunk
+        def __init__(self, trainer, mesh=None, chunk=None, on_progress=None) -> None:
+            del trainer, mesh, chunk, on_progress
 
         def __call__(self, theta, keys, on_phase=None):
             log.append(key_rows(keys))
@@ -76,7 +76,7 @@ def runs(monkeypatch):
             log.append(key_rows(picked))
             return fake_returns(picked)
 
-    monkeypatch.setattr(parallel, "ShardedRunner", FakeRunner)
+    monkeypatch.setattr(progress, "ProgressRunner", FakeRunner)  # what `evaluate` runs
     monkeypatch.setattr(fitness, "PopulationFitness", FakePopulation)
     return log
 

@@ -3,7 +3,8 @@
 Run on purpose (not collected by pytest):
 
     python tests/benchmarks/learned_overhead.py [--env minatar/breakout] [--timesteps 1e6]
-        [--seeds 2] [--repeat 3] [--only open,open_ff] [--memory] [--rss-every 10] [--json]
+        [--seeds 2] [--repeat 3] [--only open,open_ff] [--memory [--one-program]]
+        [--rss-every 10] [--json]
 
 Time (default): every algorithm runs the same trainer, env, budget and seeds in this one
 process (`--seeds` runs sharded one per CPU device, as `metarl evaluate` runs them), compiled
@@ -15,8 +16,11 @@ machine, so the figure to trust on a loaded machine), next to the target with PA
 
 Memory (`--memory`): each algorithm trains once in its own child process (so that peaks are
 its own), with its resident memory sampled every `--rss-every` seconds: the peak, the RSS when
-the run starts and ends, and the growth over the run (MiB per minute; flat is ~0). Targets:
-peak <= 1.5x PPO-Adam's and flat.
+the run starts and ends, the growth over the run, and the slope over its second half (MiB per
+minute, least squares over the samples taken while it runs; flat is ~0). The run goes through
+`ProgressRunner`, in segments, as `metarl evaluate` and ES fitness run it; `--one-program`
+runs it as one program instead (`ShardedRunner`), where the XLA:CPU growth of rl/progress.py
+shows. Targets: peak <= 1.5x PPO-Adam's and flat.
 
 Targets (issues 3 and 19): LPO <= 1.15x PPO, OPEN <= 2x PPO-Adam, OPEN-FF <= 1.6x, No Features
 <= 1.3x.
@@ -120,13 +124,25 @@ def timing(args: argparse.Namespace, cfg) -> dict:
     return rows
 
 
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t, RSS) samples, MiB per s (0 for fewer than 2)."""
+    if len(points) < 2:
+        return 0.0
+    ts, rs = [t for t, _ in points], [r for _, r in points]
+    mt, mr = statistics.fmean(ts), statistics.fmean(rs)
+    var = sum((t - mt) ** 2 for t in ts)
+    return sum((t - mt) * (r - mr) for t, r in points) / var if var else 0.0
+
+
 def memory_child(args: argparse.Namespace, cfg) -> dict:
     """One algorithm, one sharded training run, RSS sampled in a thread (module doc)."""
     import jax
 
     from metarl_cli.rl.parallel import ShardedRunner
+    from metarl_cli.rl.progress import ProgressRunner
 
     trainer, theta = _trainer_and_theta(args.child, cfg)
+    runner = ShardedRunner(trainer) if args.one_program else ProgressRunner(trainer)
     series: list[tuple[float, float]] = []
     phase: dict[str, float] = {}
     done = threading.Event()
@@ -145,19 +161,22 @@ def memory_child(args: argparse.Namespace, cfg) -> dict:
         series.append((round(phase[name], 1), round(_rss_mib(), 1)))
 
     keys = jax.random.split(jax.random.key(0), args.seeds)
-    _, timings = ShardedRunner(trainer)(theta, keys, on_phase)
+    _, timings = runner(theta, keys, on_phase)
     end = (round(time.perf_counter() - t0, 1), round(_rss_mib(), 1))
     done.set()
     thread.join()
     during = [(t, r) for t, r in series if t >= phase["running"]] + [end]
     start_rss = during[0][1]
     minutes = max(end[0] - during[0][0], 1e-9) / 60
+    running = [(t, r) for t, r in series if t >= phase["running"]]  # samples while it runs
+    half = [(t, r) for t, r in running if t >= (running[0][0] + end[0]) / 2]  # the 2nd half
     return {
         "run_s": round(timings.run_s, 1),
         "peak_mib": max(r for _, r in [*series, end]),
         "rss_at_run_start_mib": start_rss,
         "rss_at_run_end_mib": end[1],
         "growth_mib_per_min": round((end[1] - start_rss) / minutes, 1),
+        "late_growth_mib_per_min": round(60 * _slope(half), 1),
         "series": [*series, end],
     }
 
@@ -184,12 +203,14 @@ def _print(args: argparse.Namespace, cfg, rows: dict) -> None:
     if args.memory:
         print(head + f", RSS every {args.rss_every} s")
         print(
-            f"{'algorithm':<10} {'run s':>7} {'peak MiB':>9} {'x PPO':>7} {'MiB/min':>8}  verdict"
+            f"{'algorithm':<10} {'run s':>7} {'peak MiB':>9} {'x PPO':>7} {'MiB/min':>8} "
+            f"{'2nd half':>8}  verdict"
         )
         for name, r in rows.items():
             print(
                 f"{name:<10} {r['run_s']:>7.1f} {r['peak_mib']:>9.0f} {r['peak_vs_ppo']:>6.2f}x "
-                f"{r['growth_mib_per_min']:>8.1f}  {r['verdict']}"
+                f"{r['growth_mib_per_min']:>8.1f} {r['late_growth_mib_per_min']:>8.1f}  "
+                f"{r['verdict']}"
             )
         return
     print(head + f", median of {args.repeat} rounds")
@@ -215,6 +236,9 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="peak and growth of RSS instead")
     parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sampling period, s")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--one-program", action="store_true", help="memory: one program per run, not segments"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 

@@ -67,13 +67,14 @@ class RLScorer:
         if key not in self._runners:
             from metarl_cli.envs import make_env
             from metarl_cli.learned.trainers import make_trainer
-            from metarl_cli.rl.parallel import ShardedRunner, make_mesh
+            from metarl_cli.rl.parallel import make_mesh
+            from metarl_cli.rl.progress import ProgressRunner
 
             def trainer(c: TrainConfig) -> Any:  # PPO with slots, or an update rule's own
                 return make_trainer(self.algorithm, c, make_env(c), architecture)
 
             self._runners[key] = [
-                ShardedRunner(trainer(c), make_mesh(self.num_runs)) for c in self.configs
+                ProgressRunner(trainer(c), make_mesh(self.num_runs)) for c in self.configs
             ]
         return self._runners[key]
 

@@ -2,8 +2,9 @@
 
 `PopulationFitness(trainer, slot)` lays a population's candidate thetas and the generation's
 seeds out as one axis of `popsize x num_rollouts` runs (run i: member i // num_rollouts, seed
-i % num_rollouts) and trains them with `rl/parallel.py`'s `ShardedRunner` with one θ per run:
-the same sharding, `--chunk` meaning, padding and compilation cache as `metarl evaluate`. By
+i % num_rollouts) and trains them with `rl/progress.py`'s `ProgressRunner` (a `ShardedRunner`
+run in segments, which keeps memory flat) with one θ per run: the same sharding, `--chunk`
+meaning, padding and compilation cache as `metarl evaluate`. By
 default every member uses the same seeds (common random numbers), so members differ only in
 theta; with antithetic task sampling each ± pair has seeds of its own (`loop.fitness_keys`).
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarl_cli.rl.parallel import ShardedRunner
+from metarl_cli.rl.progress import ProgressRunner
 from metarl_cli.rl.slots import Theta
 
 WORST_FITNESS = -1e6
@@ -61,7 +62,8 @@ class PopulationFitness:
         self, trainer: Any, slot: str, devices: list | None = None, chunk: int | None = None
     ) -> None:
         self.slot = slot
-        self.runner = ShardedRunner(trainer, chunk=chunk, devices=devices, output=_final_return)
+        # In segments: memory stays flat over long runs (rl/progress.py).
+        self.runner = ProgressRunner(trainer, chunk=chunk, devices=devices, output=_final_return)
         self.last_timings: dict[str, float] = {}
 
     def __call__(self, population: Any, keys: jax.Array) -> np.ndarray:
