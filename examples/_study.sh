@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034  # STUDIES is read by the scripts that source it
 # Sourced after _scale.sh by the studies of a feed-forward kernel meta-trained with ES (lpo.sh,
-# nofeat.sh, open_ff.sh): which meta-training sets each scale runs, the chain of the paper's
-# Figures 2-4 for one set, and the PPO reference and report that end every study.
+# nofeat.sh, open_ff.sh, suppf.sh): which meta-training sets each scale runs, the chain of the
+# paper's Figures 2-4 (and 15-17) for one set, and the PPO reference and report that end every
+# study.
 
 # training_sets CPU_SET: the meta-training sets to run, as NAME:ENVS, into STUDIES. TRAIN_ENVS
 # if set (NAME "custom"); else at paper scale the paper's two studies, MinAtar (all four games,
@@ -25,7 +26,7 @@ training_sets() {
 #   smaller   distil it into a smaller network                   (smaller.safetensors)
 #   symbolic  distil it into a symbolic program                  (symbolic.safetensors)
 #   llm       ask a language model for one; skipped, with a message, when none is configured
-#             (llm.safetensors)
+#             (llm.safetensors); LLM_REPLAY may be a directory of ALGO.json conversations
 # and meta-tests every kernel that exists (KERNEL.eval.json).
 es_study() {
     local algo=$1 d="$OUT/${2%%:*}" envs=${2#*:} step kernel
@@ -47,9 +48,12 @@ es_study() {
             ;;
         llm)
             if llm_configured; then
+                local llm=("${LLM[@]}")
+                # LLM_REPLAY=DIR: each algorithm replays DIR/ALGO.json (suppf.sh has three)
+                if [ -d "${LLM_REPLAY:-}" ]; then llm=(--replay "$LLM_REPLAY/$algo.json"); fi
                 stage "$d/llm.safetensors" \
                     metarl discover --algo "$algo" --envs "$envs" -o "$d/llm.safetensors" \
-                    "${LLM[@]}" "${DISCOVER[@]}" "${RL[@]}"
+                    "${llm[@]}" "${DISCOVER[@]}" "${RL[@]}"
             fi
             ;;
         *)

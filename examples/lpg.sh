@@ -10,7 +10,8 @@
 #   SCALE=paper OUT=runs/lpg     bash examples/lpg.sh    # Table 9: GPU only (see docs/lpg.md)
 #
 # Meta-testing uses LPG's rollouts (64 envs x 20 steps, paper Table 3) for every kernel and
-# both references, so their budgets match. Supplement F's studies are not scripted yet.
+# both references, so their budgets match. Supplement F's ES studies on gridworlds (LPO, No
+# Features, OPEN-FF): suppf.sh.
 # Re-running continues: finished stages are skipped, interrupted meta-learners resume.
 set -euo pipefail
 TINY_EVAL_ENVS=breakout # SCALE=tiny's meta-test env
@@ -24,6 +25,8 @@ case "$SCALE" in
 tiny)
     METAGRAD=(--preset smoke --meta-steps 2 --num-agents 2 --num-mini-batches 1 --lifetime 4
               --save-every-k 2 --eval-runs 2)
+    # LPG's own trainer is slow on MinAtar on a CPU: 2 runs of 2,048 steps per meta-test
+    EVAL+=(--num-runs 2 --timesteps 2048)
     ;;
 cpu) METAGRAD=(--preset smoke) ;; # 8 agents, 20 meta-steps, lifetime 10
 paper) METAGRAD=() ;;             # Table 9: 512 agents, 5,000 meta-steps
