@@ -9,9 +9,9 @@
 #   SCALE=cpu  OUT=runs/lpg-cpu  bash examples/lpg.sh    # metagrad's smoke preset
 #   SCALE=paper OUT=runs/lpg     bash examples/lpg.sh    # Table 9: GPU only (see docs/lpg.md)
 #
-# Meta-testing uses LPG's rollouts (64 envs x 20 steps, paper Table 3) for every kernel and
-# both references, so their budgets match. Supplement F's ES studies on gridworlds (LPO, No
-# Features, OPEN-FF): suppf.sh.
+# Meta-testing uses LPG's rollouts (64 envs x 20 steps, paper Table 3; at tiny scale the
+# shared 8 x 32) for every kernel and both references, so their budgets match. Supplement F's
+# ES studies on gridworlds (LPO, No Features, OPEN-FF): suppf.sh.
 # Re-running continues: finished stages are skipped, interrupted meta-learners resume.
 set -euo pipefail
 TINY_EVAL_ENVS=breakout # SCALE=tiny's meta-test env
