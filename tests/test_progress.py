@@ -72,6 +72,18 @@ def test_segmented_population_runs_equal_one_program_bit_for_bit():
     assert np.isfinite(plain.final_return).all()
 
 
+def test_long_runs_go_in_segments_even_without_a_bar(trainer):
+    """Segments keep memory flat (rl/progress.py), so a long run is segmented with no bar;
+    a short one (under `min_updates`) stays one program unless a bar needs the segments."""
+    from metarl_cli.rl.progress import _Segmented
+
+    mesh = make_mesh(2)  # the trainer makes 7 updates
+    assert isinstance(ProgressRunner(trainer, min_updates=7)._program(mesh, False), _Segmented)
+    assert not isinstance(ProgressRunner(trainer, min_updates=8)._program(mesh, False), _Segmented)
+    bar = ProgressRunner(trainer, min_updates=8, on_progress=lambda f: None)
+    assert isinstance(bar._program(mesh, False), _Segmented)
+
+
 def test_segments_are_sized_so_their_fixed_cost_stays_small(trainer):
     runner = ProgressRunner(trainer, make_mesh(2), on_progress=lambda f: None)
     # probes of 1 and 2 updates took 1.0 and 1.5 s: 0.5 s per update, 0.5 s fixed per segment

@@ -22,7 +22,9 @@ resident memory grows for as long as they run (jaxlib 0.10.2: about 3 MiB/s for 
 (measured: Breakout, 2 seeds on 2 devices, 3e6 steps: 935 -> 1,132 MiB and rising in one
 program, flat at 969 MiB in segments; docs/benchmarks.md). So every long run goes through this
 runner, with or without a progress bar (`on_progress=None`): `evaluate`, ES fitness,
-distillation's selection.
+distillation's selection. Without a bar, runs of under `min_updates` (128) updates stay one
+program: the segment and finish programs cost more to compile than the one, which matters for
+many short runs (the test suite, toy budgets) and not for memory.
 
 Trainers without `run_range` (an update rule's own trainer) run as one program, as before.
 """
@@ -41,7 +43,8 @@ from metarl_cli.rl.parallel import AXIS, ShardedRunner
 class ProgressRunner(ShardedRunner):
     """`ShardedRunner` that runs in segments of updates and calls `on_progress(fraction)` (0..1
     of this call's work, if given) after each; `segment_s`, `fixed_share`, `short_s`: the
-    segment sizing above."""
+    segment sizing above. Without `on_progress`, a run of under `min_updates` updates goes as
+    one program (what it can grow is bounded by its length; one program compiles faster)."""
 
     def __init__(
         self,
@@ -53,10 +56,11 @@ class ProgressRunner(ShardedRunner):
         segment_s: float = 2.0,
         fixed_share: float = 0.01,
         short_s: float = 30.0,
+        min_updates: int = 128,
         **kwargs: Any,
     ) -> None:
         super().__init__(trainer, mesh, chunk, **kwargs)
-        self.on_progress = on_progress
+        self.on_progress, self.min_updates = on_progress, min_updates
         self.segment_s, self.fixed_share, self.short_s = segment_s, fixed_share, short_s
         self._groups, self._group = 1, 0
 
@@ -68,6 +72,8 @@ class ProgressRunner(ShardedRunner):
     def _program(self, mesh: Any, per_run: bool) -> Any:
         if not hasattr(self.trainer, "run_range"):
             return super()._program(mesh, per_run)
+        if self.on_progress is None and self.trainer.cfg.num_updates < self.min_updates:
+            return super()._program(mesh, per_run)  # short, no bar: one program compiles less
         return _Segmented(self, mesh, per_run)
 
     def _segment_done(self, updates_done: int, num_updates: int) -> None:
