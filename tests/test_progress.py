@@ -18,7 +18,7 @@ from metarl_cli.learned.base import get_algorithm
 from metarl_cli.learned.lpo import LPODrift
 from metarl_cli.rl import ppo
 from metarl_cli.rl.parallel import ShardedRunner, make_mesh
-from metarl_cli.rl.progress import ProgressRunner
+from metarl_cli.rl.progress import ProgressRunner, _Segmented
 from metarl_cli.rl.slots import Slots, Theta
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,10 @@ def test_segmented_population_runs_equal_one_program_bit_for_bit():
     thetas = Theta.for_slot("drift", members)
     keys = jax.random.split(jax.random.key(9), 3)
     plain, _ = ShardedRunner(trainer, make_mesh(3))(thetas, keys, per_run=True)
-    runner = ProgressRunner(trainer, make_mesh(3), segment_s=0, fixed_share=float("inf"), short_s=0)
+    runner = ProgressRunner(
+        trainer, make_mesh(3), segment_s=0, fixed_share=float("inf"), short_s=0, min_updates=0
+    )
+    assert isinstance(runner._program(make_mesh(3), True), _Segmented)  # not one program
     split, _ = runner(thetas, keys, per_run=True)
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(split), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -75,8 +78,6 @@ def test_segmented_population_runs_equal_one_program_bit_for_bit():
 def test_long_runs_go_in_segments_even_without_a_bar(trainer):
     """Segments keep memory flat (rl/progress.py), so a long run is segmented with no bar;
     a short one (under `min_updates`) stays one program unless a bar needs the segments."""
-    from metarl_cli.rl.progress import _Segmented
-
     mesh = make_mesh(2)  # the trainer makes 7 updates
     assert isinstance(ProgressRunner(trainer, min_updates=7)._program(mesh, False), _Segmented)
     assert not isinstance(ProgressRunner(trainer, min_updates=8)._program(mesh, False), _Segmented)

@@ -165,10 +165,9 @@ def memory_child(args: argparse.Namespace, cfg) -> dict:
     end = (round(time.perf_counter() - t0, 1), round(_rss_mib(), 1))
     done.set()
     thread.join()
-    during = [(t, r) for t, r in series if t >= phase["running"]] + [end]
-    start_rss = during[0][1]
-    minutes = max(end[0] - during[0][0], 1e-9) / 60
     running = [(t, r) for t, r in series if t >= phase["running"]]  # samples while it runs
+    start_rss = running[0][1]
+    minutes = max(end[0] - running[0][0], 1e-9) / 60
     half = [(t, r) for t, r in running if t >= (running[0][0] + end[0]) / 2]  # the 2nd half
     return {
         "run_s": round(timings.run_s, 1),

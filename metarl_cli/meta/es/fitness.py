@@ -4,9 +4,9 @@
 seeds out as one axis of `popsize x num_rollouts` runs (run i: member i // num_rollouts, seed
 i % num_rollouts) and trains them with `rl/progress.py`'s `ProgressRunner` (a `ShardedRunner`
 run in segments, which keeps memory flat) with one θ per run: the same sharding, `--chunk`
-meaning, padding and compilation cache as `metarl evaluate`. By
-default every member uses the same seeds (common random numbers), so members differ only in
-theta; with antithetic task sampling each ± pair has seeds of its own (`loop.fitness_keys`).
+meaning, padding and compilation cache as `metarl evaluate`. By default every member uses the
+same seeds (common random numbers), so members differ only in theta; with antithetic task
+sampling each ± pair has seeds of its own (`loop.fitness_keys`).
 
 `combine_fitness` turns per-env returns into one fitness per member as the original code does
 (return / PPO normaliser, mean over envs), with failed runs (NaN or inf: a diverged run, or no
